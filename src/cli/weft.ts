@@ -1,2 +1,62 @@
 #!/usr/bin/env node
-console.log('weft');
+import { Command, Option } from 'commander';
+import { describeError } from '../util/errors.js';
+
+/**
+ * The `weft` command: one subcommand per concern, each a thin layer over a module usable without the
+ * CLI. Errors end as one line on stderr and a non-zero exit, never a stack trace.
+ */
+const program = new Command('weft')
+  .description('Flannel-compatible container networking: agent, lab, status')
+  .showHelpAfterError();
+
+const collect = (v: string, prev: string[]) => [...prev, ...v.split(',').filter(Boolean)];
+
+program
+  .command('agent')
+  .description('run the node agent: lease a subnet in etcd, program the data path, serve health and metrics')
+  .option('--etcd-endpoints <urls>', 'comma-separated etcd client URLs', 'http://127.0.0.1:2379')
+  .option('--etcd-prefix <prefix>', "etcd key prefix (Flannel's)", '/coreos.com/network')
+  .option(
+    '--iface <name-or-ip>',
+    'public interface, by name or address (repeatable, first match wins)',
+    collect,
+    [],
+  )
+  .option('--public-ip <ip>', "IP to publish to peers (default: the interface's first address)")
+  .option('--subnet-file <path>', 'where to write the subnet file', '/run/flannel/subnet.env')
+  .option('--ip-masq', 'masquerade traffic from pods leaving the cluster network', false)
+  .option('--subnet-lease-ttl <seconds>', 'lease TTL (Flannel: 24 h)', '86400')
+  .option('--subnet-lease-renew-margin <minutes>', 'renew this long before expiry', '60')
+  .option('--resync <seconds>', 'period of the full kernel reconcile that repairs drift', '10')
+  .option('--healthz-addr <host:port>', 'serve /healthz /readyz /metrics /status on TCP')
+  .option('--status-socket <path>', 'serve the same endpoints on a unix socket', '/run/weft/agent.sock')
+  .addOption(
+    new Option('--log-level <level>', 'log level')
+      .choices(['debug', 'info', 'warn', 'error'])
+      .default('info'),
+  )
+  .action(async (o: Record<string, string | string[] | boolean | undefined>) => {
+    const { runAgent } = await import('./agent-command.js');
+    await runAgent(o);
+  });
+
+program
+  .command('status')
+  .description("print this node's lease, peers, backend and readiness")
+  .option('--socket <path>', "the agent's status socket", '/run/weft/agent.sock')
+  .option('--json', 'print the raw JSON')
+  .action(async (o: { socket: string; json?: boolean }) => {
+    const { printStatus } = await import('./status-command.js');
+    process.exitCode = await printStatus(o.socket, o.json === true);
+  });
+
+const { registerLab } = await import('./lab-command.js');
+registerLab(program);
+
+try {
+  await program.parseAsync(process.argv);
+} catch (err) {
+  process.stderr.write(`weft: ${describeError(err)}\n`);
+  process.exit(1);
+}

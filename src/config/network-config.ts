@@ -44,8 +44,10 @@ function field(obj: Obj, name: string): [string, unknown] {
 function intField(obj: Obj, name: string, prefix: string, min: number, max: number): number | undefined {
   const [k, v] = field(obj, name);
   if (v === undefined || v === null) return undefined;
-  if (typeof v !== 'number' || !Number.isInteger(v)) throw new ConfigError(prefix + k, `must be an integer, got ${JSON.stringify(v)}`);
-  if (v < min || v > max) throw new ConfigError(prefix + k, `${v} is out of range: must be between ${min} and ${max}`);
+  if (typeof v !== 'number' || !Number.isInteger(v))
+    throw new ConfigError(prefix + k, `must be an integer, got ${JSON.stringify(v)}`);
+  if (v < min || v > max)
+    throw new ConfigError(prefix + k, `${v} is out of range: must be between ${min} and ${max}`);
   return v;
 }
 
@@ -54,10 +56,17 @@ export function parseNetworkConfig(text: string): NetworkConfig {
   try {
     json = JSON.parse(text);
   } catch (err) {
-    throw new ConfigError('config', `not valid JSON: ${(err as Error).message}`, 'write the config as a JSON object');
+    throw new ConfigError(
+      'config',
+      `not valid JSON: ${(err as Error).message}`,
+      'write the config as a JSON object',
+    );
   }
   if (typeof json !== 'object' || json === null || Array.isArray(json)) {
-    throw new ConfigError('config', `must be a JSON object, got ${Array.isArray(json) ? 'an array' : typeof json}`);
+    throw new ConfigError(
+      'config',
+      `must be a JSON object, got ${Array.isArray(json) ? 'an array' : typeof json}`,
+    );
   }
   return validateNetworkConfig(json as Obj);
 }
@@ -65,25 +74,37 @@ export function parseNetworkConfig(text: string): NetworkConfig {
 export function validateNetworkConfig(obj: Obj): NetworkConfig {
   for (const name of ['EnableIPv6', 'IPv6Network']) {
     const [k, v] = field(obj, name);
-    if (v !== undefined && v !== false && v !== null && v !== '') throw new ConfigError(k, 'IPv6 is not supported yet', 'remove it');
+    if (v !== undefined && v !== false && v !== null && v !== '')
+      throw new ConfigError(k, 'IPv6 is not supported yet', 'remove it');
   }
   const [nk, nv] = field(obj, 'Network');
-  if (nv === undefined) throw new ConfigError('Network', 'missing', 'set it to the cluster pod CIDR, e.g. "10.244.0.0/16"');
+  if (nv === undefined)
+    throw new ConfigError('Network', 'missing', 'set it to the cluster pod CIDR, e.g. "10.244.0.0/16"');
   if (typeof nv !== 'string') throw new ConfigError(nk, `must be a string CIDR, got ${JSON.stringify(nv)}`);
   const loose = Cidr.parse(nv);
   if (!loose) throw new ConfigError(nk, `"${nv}" is not an IPv4 CIDR`, 'use the form "10.244.0.0/16"');
-  if (!Cidr.parse(nv, true)) throw new ConfigError(nk, `"${nv}" has host bits set`, `did you mean "${loose.toString()}"?`);
+  if (!Cidr.parse(nv, true))
+    throw new ConfigError(nk, `"${nv}" has host bits set`, `did you mean "${loose.toString()}"?`);
   const network = loose;
-  if (network.len > 28) throw new ConfigError(nk, `${network.toString()} is too small: the network must be a /28 or larger`);
+  if (network.len > 28)
+    throw new ConfigError(nk, `${network.toString()} is too small: the network must be a /28 or larger`);
 
   const defaultLen = network.len <= 22 ? 24 : network.len + 2;
   const [slk, slv] = field(obj, 'SubnetLen');
   let subnetLen = defaultLen;
   if (slv !== undefined && slv !== null && slv !== 0) {
-    if (typeof slv !== 'number' || !Number.isInteger(slv)) throw new ConfigError(slk, `must be an integer, got ${JSON.stringify(slv)}`);
-    if (slv < 1 || slv > 30) throw new ConfigError(slk, `${slv} is out of range: must be between ${Math.min(network.len + 2, 30)} and 30`);
+    if (typeof slv !== 'number' || !Number.isInteger(slv))
+      throw new ConfigError(slk, `must be an integer, got ${JSON.stringify(slv)}`);
+    if (slv < 1 || slv > 30)
+      throw new ConfigError(
+        slk,
+        `${slv} is out of range: must be between ${Math.min(network.len + 2, 30)} and 30`,
+      );
     if (slv <= network.len) {
-      throw new ConfigError(slk, `${slv} is out of range: must be longer than the Network prefix /${network.len} (between ${network.len + 2} and 30)`);
+      throw new ConfigError(
+        slk,
+        `${slv} is out of range: must be longer than the Network prefix /${network.len} (between ${network.len + 2} and 30)`,
+      );
     }
     if (slv < network.len + 2) {
       throw new ConfigError(
@@ -101,14 +122,18 @@ export function validateNetworkConfig(obj: Obj): NetworkConfig {
     const ip = typeof v === 'string' ? parseIPv4(v) : undefined;
     if (ip === undefined) throw new ConfigError(k, `${JSON.stringify(v)} is not an IPv4 address`);
     if (!network.contains(ip)) throw new ConfigError(k, `${v} is outside Network ${network.toString()}`);
-    if ((ip - network.ip) % subnetSize !== 0) throw new ConfigError(k, `${v} is not on a /${subnetLen} boundary`);
+    if ((ip - network.ip) % subnetSize !== 0)
+      throw new ConfigError(k, `${v} is not on a /${subnetLen} boundary`);
     return ip;
   };
   // Flannel skips the first subnet by default (it holds the network address).
   const subnetMin = bound('SubnetMin', network.ip + subnetSize);
   const subnetMax = bound('SubnetMax', network.last - subnetSize + 1);
   if (subnetMin > subnetMax) {
-    throw new ConfigError('SubnetMin', `${formatIPv4(subnetMin)} is above SubnetMax ${formatIPv4(subnetMax)}`);
+    throw new ConfigError(
+      'SubnetMin',
+      `${formatIPv4(subnetMin)} is above SubnetMax ${formatIPv4(subnetMax)}`,
+    );
   }
   return { network, subnetLen, subnetMin, subnetMax, backend: parseBackend(obj) };
 }
@@ -116,13 +141,19 @@ export function validateNetworkConfig(obj: Obj): NetworkConfig {
 function parseBackend(obj: Obj): BackendConfig {
   const [bk, bv] = field(obj, 'Backend');
   // Flannel silently falls back to "udp" when Backend is absent; weft's default is explicit: vxlan.
-  if (bv === undefined || bv === null) return { type: 'vxlan', vni: DEFAULT_VNI, port: DEFAULT_VXLAN_PORT, mtu: undefined, raw: {} };
-  if (typeof bv !== 'object' || Array.isArray(bv)) throw new ConfigError(bk, 'must be an object such as {"Type": "vxlan"}');
+  if (bv === undefined || bv === null)
+    return { type: 'vxlan', vni: DEFAULT_VNI, port: DEFAULT_VXLAN_PORT, mtu: undefined, raw: {} };
+  if (typeof bv !== 'object' || Array.isArray(bv))
+    throw new ConfigError(bk, 'must be an object such as {"Type": "vxlan"}');
   const b = bv as Obj;
   const [tk, tv] = field(b, 'Type');
   const type = tv === undefined ? 'vxlan' : tv;
   if (typeof type !== 'string' || !(BACKEND_TYPES as readonly string[]).includes(type)) {
-    throw new ConfigError(`${bk}.${tk}`, `unknown backend type ${JSON.stringify(type)}`, `supported: ${BACKEND_TYPES.join(', ')}`);
+    throw new ConfigError(
+      `${bk}.${tk}`,
+      `unknown backend type ${JSON.stringify(type)}`,
+      `supported: ${BACKEND_TYPES.join(', ')}`,
+    );
   }
   const p = `${bk}.`;
   const vni = intField(b, 'VNI', p, 1, 16777215) ?? DEFAULT_VNI;
@@ -142,6 +173,12 @@ export function formatNetworkConfig(c: {
   return JSON.stringify({
     Network: c.network,
     ...(c.subnetLen !== undefined && { SubnetLen: c.subnetLen }),
-    Backend: { Type: type, ...(vni !== undefined && { VNI: vni }), ...(port !== undefined && { Port: port }), ...(mtu !== undefined && { MTU: mtu }), ...rest },
+    Backend: {
+      Type: type,
+      ...(vni !== undefined && { VNI: vni }),
+      ...(port !== undefined && { Port: port }),
+      ...(mtu !== undefined && { MTU: mtu }),
+      ...rest,
+    },
   });
 }

@@ -39,18 +39,22 @@ export function parseSubnetEnv(text: string, path = 'subnet.env'): SubnetEnv {
   }
   const need = (k: string): string => {
     const v = vars.get(k);
-    if (v === undefined || v === '') throw new WeftError(`${path} is missing ${k}`, { hint: 'is the weft agent running on this node?' });
+    if (v === undefined || v === '')
+      throw new WeftError(`${path} is missing ${k}`, { hint: 'is the weft agent running on this node?' });
     return v;
   };
   // FLANNEL_NETWORK may list several networks separated by commas (Flannel's multi-network form).
   const network = Cidr.parse(need('FLANNEL_NETWORK').split(',')[0]!);
-  if (!network) throw new WeftError(`${path}: FLANNEL_NETWORK is not an IPv4 CIDR: ${vars.get('FLANNEL_NETWORK')}`);
+  if (!network)
+    throw new WeftError(`${path}: FLANNEL_NETWORK is not an IPv4 CIDR: ${vars.get('FLANNEL_NETWORK')}`);
   const sn = need('FLANNEL_SUBNET');
   const subnet = Cidr.parse(sn);
   const gateway = parseIPv4(sn.split('/')[0] ?? '');
-  if (!subnet || gateway === undefined) throw new WeftError(`${path}: FLANNEL_SUBNET is not an IPv4 CIDR: ${sn}`);
+  if (!subnet || gateway === undefined)
+    throw new WeftError(`${path}: FLANNEL_SUBNET is not an IPv4 CIDR: ${sn}`);
   const mtu = Number(need('FLANNEL_MTU'));
-  if (!Number.isInteger(mtu) || mtu < 576 || mtu > 65535) throw new WeftError(`${path}: FLANNEL_MTU is not a valid MTU: ${vars.get('FLANNEL_MTU')}`);
+  if (!Number.isInteger(mtu) || mtu < 576 || mtu > 65535)
+    throw new WeftError(`${path}: FLANNEL_MTU is not a valid MTU: ${vars.get('FLANNEL_MTU')}`);
   const ipMasq = (vars.get('FLANNEL_IPMASQ') ?? 'false') === 'true';
   return { network, subnet, gateway, mtu, ipMasq };
 }

@@ -36,24 +36,38 @@ export async function startEtcd(o: EtcdServerOptions): Promise<EtcdServer> {
   await mkdir(o.dir, { recursive: true });
   const endpoint = `http://${o.host}:${clientPort}`;
   const args = [
-    '--name', 'weft-lab',
-    '--data-dir', join(o.dir, 'data'),
-    '--listen-client-urls', endpoint,
-    '--advertise-client-urls', endpoint,
-    '--listen-peer-urls', `http://127.0.0.1:${peerPort}`,
-    '--initial-advertise-peer-urls', `http://127.0.0.1:${peerPort}`,
-    '--initial-cluster', `weft-lab=http://127.0.0.1:${peerPort}`,
-    '--log-level', 'warn',
-    '--logger', 'zap',
+    '--name',
+    'weft-lab',
+    '--data-dir',
+    join(o.dir, 'data'),
+    '--listen-client-urls',
+    endpoint,
+    '--advertise-client-urls',
+    endpoint,
+    '--listen-peer-urls',
+    `http://127.0.0.1:${peerPort}`,
+    '--initial-advertise-peer-urls',
+    `http://127.0.0.1:${peerPort}`,
+    '--initial-cluster',
+    `weft-lab=http://127.0.0.1:${peerPort}`,
+    '--log-level',
+    'warn',
+    '--logger',
+    'zap',
     ...(o.extraArgs ?? []),
   ];
   const logFile = join(o.dir, 'etcd.log');
   const log = await open(logFile, 'a');
-  const [file, argv] = o.netns ? ['ip', ['netns', 'exec', o.netns, ETCD_BINARY, ...args]] : [ETCD_BINARY, args];
+  const [file, argv] = o.netns
+    ? ['ip', ['netns', 'exec', o.netns, ETCD_BINARY, ...args]]
+    : [ETCD_BINARY, args];
   const child = spawn(file, argv, { detached: true, stdio: ['ignore', log.fd, log.fd] });
   await log.close();
   const pid = child.pid;
-  if (pid === undefined) throw new WeftError(`cannot start etcd (${ETCD_BINARY})`, { hint: 'install etcd-server: scripts/install.sh' });
+  if (pid === undefined)
+    throw new WeftError(`cannot start etcd (${ETCD_BINARY})`, {
+      hint: 'install etcd-server: scripts/install.sh',
+    });
   let exited: number | null | undefined;
   child.on('exit', (code) => (exited = code));
   child.unref();
@@ -69,10 +83,23 @@ export async function startEtcd(o: EtcdServerOptions): Promise<EtcdServer> {
 async function etcdHealthy(o: EtcdServerOptions, port: number): Promise<boolean> {
   if (o.netns) {
     const { run } = await import('../util/exec.js');
-    const r = await run('ip', ['netns', 'exec', o.netns, 'etcdctl', `--endpoints=http://${o.host}:${port}`, '--dial-timeout=1s', 'endpoint', 'health'], {
-      allowFailure: true,
-      env: { ...process.env, ETCDCTL_API: '3' },
-    });
+    const r = await run(
+      'ip',
+      [
+        'netns',
+        'exec',
+        o.netns,
+        'etcdctl',
+        `--endpoints=http://${o.host}:${port}`,
+        '--dial-timeout=1s',
+        'endpoint',
+        'health',
+      ],
+      {
+        allowFailure: true,
+        env: { ...process.env, ETCDCTL_API: '3' },
+      },
+    );
     return r.code === 0;
   }
   return new Promise((resolve) => {

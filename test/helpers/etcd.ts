@@ -24,6 +24,11 @@ export interface TestEtcd {
 /** A real etcd on 127.0.0.1 with its own data directory; stop() kills it and removes the directory. */
 export async function startTestEtcd(): Promise<TestEtcd> {
   const dir = await mkdtemp(join(tmpdir(), 'weft-etcd-'));
-  const s = await startEtcd({ dir, host: '127.0.0.1', clientPort: await freePort(), peerPort: await freePort() });
+  const s = await startEtcd({
+    dir,
+    host: '127.0.0.1',
+    clientPort: await freePort(),
+    peerPort: await freePort(),
+  });
   return { endpoint: s.endpoint, pid: s.pid, stop: () => stopEtcd(s.pid, dir) };
 }

@@ -40,7 +40,11 @@ test('bad input names the field and the problem', () => {
   bad('{"Network":"10.244.0.0/16","SubnetLen":31}', 'SubnetLen', /out of range/);
   bad('{"Network":"10.244.0.0/16","SubnetLen":8}', 'SubnetLen', /out of range/);
   bad('{"Network":"10.244.0.0/16","SubnetLen":"24"}', 'SubnetLen', /integer/);
-  bad('{"Network":"10.244.0.0/16","Backend":{"Type":"bogus"}}', 'Backend.Type', /unknown backend type "bogus"/);
+  bad(
+    '{"Network":"10.244.0.0/16","Backend":{"Type":"bogus"}}',
+    'Backend.Type',
+    /unknown backend type "bogus"/,
+  );
   bad('{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan","VNI":0}}', 'Backend.VNI', /out of range/);
   bad('{"Network":"10.244.0.0/16","SubnetMin":"10.245.0.0"}', 'SubnetMin', /outside Network/);
   bad('{"Network":"10.244.0.0/16","SubnetMax":"10.244.3.7"}', 'SubnetMax', /boundary/);

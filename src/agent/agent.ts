@@ -1,0 +1,497 @@
+import type { Server } from 'node:http';
+import { readFile } from 'node:fs/promises';
+import { parseNetworkConfig, type NetworkConfig } from '../config/network-config.js';
+import { parseSubnetEnv, writeSubnetEnv } from '../config/subnet-env.js';
+import { createBackend } from '../backend/index.js';
+import { podMtu, vxlanDeviceName, type Backend, type NodeContext, type PeerPlan } from '../backend/types.js';
+import { sysctlRead, sysctlWrite } from '../kernel/iproute.js';
+import { configKey, isReservation, vtepOf, type Lease, type LeaseAttrs } from '../store/lease.js';
+import { connectEtcd, SubnetRegistry, type WatchEvent } from '../store/registry.js';
+import { ConfigError, describeError, WeftError } from '../util/errors.js';
+import { formatIPv4, type Cidr } from '../util/ipv4.js';
+import type { Logger } from '../util/log.js';
+import { DataPlane, randomMac, type ApplyReport } from './dataplane.js';
+import { serve, type StatusSource } from './http.js';
+import { describeIface, selectPublicInterface, type PublicInterface } from './iface.js';
+import { LeaseManager } from './lease-manager.js';
+import { AgentMetrics } from './metrics.js';
+import { TrafficManager } from './traffic.js';
+
+export interface AgentOptions {
+  etcdEndpoints: string[];
+  etcdPrefix: string;
+  ifaces: string[];
+  publicIp?: string;
+  subnetFile: string;
+  ipMasq: boolean;
+  leaseTtlSeconds: number;
+  renewMarginSeconds: number;
+  /** Full kernel reconcile (drift repair) period. */
+  resyncSeconds: number;
+  healthzAddr?: string;
+  statusSocket?: string;
+  log: Logger;
+}
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/** Translates the etcd client's gRPC errors into a line an operator can act on. */
+function etcdProblem(err: unknown, endpoints: string[]): string {
+  const m = describeError(err);
+  if (
+    /UNAVAILABLE|ECONNREFUSED|No connection|deadline|DEADLINE|circuit|Broken|ETIMEDOUT|EHOSTUNREACH/i.test(m)
+  ) {
+    return `etcd at ${endpoints.join(',')} is unreachable`;
+  }
+  return m;
+}
+
+/**
+ * The node agent: leases a subnet, publishes this node, watches the other leases and reconciles the
+ * kernel to them. Start-up order follows Flannel's (reference/flannel.md §1.1); everything after the
+ * lease is a reconcile loop, so the agent can be killed and restarted at any moment without touching
+ * a kernel object that is already right.
+ */
+export class Agent implements StatusSource {
+  readonly metrics = new AgentMetrics();
+  readonly promRegistry = this.metrics.registry;
+  private readonly log: Logger;
+  private readonly dp: DataPlane;
+  private readonly traffic: TrafficManager;
+  private registry!: SubnetRegistry;
+  private leases!: LeaseManager;
+  private config!: NetworkConfig;
+  private backend!: Backend;
+  private iface!: PublicInterface;
+  private attrs!: LeaseAttrs;
+  private lease: Lease | undefined;
+  private readonly peers = new Map<string, Lease>();
+  private readonly corrupt = new Map<string, string>();
+  private peerPlans: PeerPlan[] = [];
+  private lastReport: (ApplyReport & { at: string; durationMs: number }) | undefined;
+  private reportedUnreachable = new Map<string, string>();
+  private etcdUp = false;
+  private programmed = false;
+  private stopWatch: (() => Promise<void>) | undefined;
+  private watchRevision = '0';
+  private timers: NodeJS.Timeout[] = [];
+  private servers: Server[] = [];
+  private reconcileWanted = false;
+  private reconciling: Promise<void> | undefined;
+  private lastTick = Date.now();
+  private stopping = false;
+
+  constructor(private readonly opts: AgentOptions) {
+    this.log = opts.log;
+    this.dp = new DataPlane(opts.log.child({ part: 'dataplane' }));
+    this.traffic = new TrafficManager(opts.log.child({ part: 'traffic' }));
+  }
+
+  // ---------------------------------------------------------------- StatusSource
+  healthy(): boolean {
+    return Date.now() - this.lastTick < 15_000;
+  }
+
+  ready(): { ready: boolean; reasons: string[] } {
+    const reasons: string[] = [];
+    if (!this.lease) reasons.push('no subnet lease yet');
+    if (!this.programmed) reasons.push('data path not programmed yet');
+    if (!this.etcdUp) reasons.push(`etcd at ${this.opts.etcdEndpoints.join(',')} is unreachable`);
+    return { ready: reasons.length === 0, reasons };
+  }
+
+  status(): unknown {
+    return {
+      ready: this.ready(),
+      backend: this.config?.backend.type,
+      iface: this.iface && {
+        name: this.iface.name,
+        publicIP: formatIPv4(this.iface.ip),
+        mtu: this.iface.mtu,
+      },
+      podMtu: this.config && this.backend && this.iface ? podMtu(this.ctx(), this.backend) : undefined,
+      lease: this.lease && {
+        subnet: this.lease.subnet.toString(),
+        reservation: isReservation(this.lease),
+        leaseId: this.lease.leaseId,
+        vtepMac: vtepOf(this.lease.attrs)?.mac,
+      },
+      etcd: { endpoints: this.opts.etcdEndpoints, up: this.etcdUp },
+      peers: this.peerPlans.map((p) => ({ ...p, subnet: p.subnet.toString() })),
+      corruptLeases: [...this.corrupt].map(([key, reason]) => ({ key, reason })),
+      lastReconcile: this.lastReport,
+    };
+  }
+
+  // ---------------------------------------------------------------- lifecycle
+  async start(): Promise<void> {
+    const o = this.opts;
+    this.timers.push(setInterval(() => (this.lastTick = Date.now()), 1000));
+    this.servers = await serve(this, { tcp: o.healthzAddr, socket: o.statusSocket });
+    this.registry = new SubnetRegistry(connectEtcd(o.etcdEndpoints), o.etcdPrefix);
+
+    const text = await this.retry('read the network config', async () => {
+      const t = await this.registry.getConfigText();
+      if (t === undefined) {
+        throw new WeftError(`network config not found at ${configKey(this.registry.prefix)}`, {
+          hint: `write it, e.g. etcdctl put ${configKey(this.registry.prefix)} '{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan"}}'`,
+        });
+      }
+      return t;
+    });
+    this.etcdUp = true;
+    this.config = parseNetworkConfig(text); // a ConfigError here is fatal: the caller prints it and exits
+    this.backend = createBackend(this.config);
+    this.iface = await selectPublicInterface(o.ifaces, o.publicIp);
+    this.log.info(
+      {
+        backend: this.backend.type,
+        iface: describeIface(this.iface),
+        network: this.config.network.toString(),
+      },
+      'starting',
+    );
+    this.leases = new LeaseManager(
+      this.registry,
+      this.config,
+      { ttlSeconds: o.leaseTtlSeconds, renewMarginSeconds: o.renewMarginSeconds },
+      this.log.child({ part: 'lease' }),
+    );
+
+    // The backend may have changed since the last run: remove what the old one owned.
+    await this.dp.removeVxlanDevices(
+      this.backend.usesVxlan ? vxlanDeviceName(this.config.backend.vni) : undefined,
+    );
+    let mac: string | undefined;
+    if (this.backend.usesVxlan) {
+      const publicIP = formatIPv4(this.iface.ip);
+      const prev = await this.retry("read this node's earlier lease", () =>
+        this.leases.previousAttrs(publicIP),
+      );
+      mac =
+        (await this.dp.compatibleVxlanMac({
+          vni: this.config.backend.vni,
+          port: this.config.backend.port,
+          local: this.iface.ip,
+          underlay: this.iface.name,
+        })) ??
+        (prev ? vtepOf(prev)?.mac : undefined) ??
+        randomMac();
+    }
+    this.attrs = { PublicIP: formatIPv4(this.iface.ip), PublicIPv6: null, ...this.backend.leaseAttrs(mac) };
+    const previous = await this.previousSubnet();
+    this.lease = await this.retry('acquire a subnet lease', () => this.leases.acquire(this.attrs, previous));
+    await this.configureForLease();
+
+    await this.resyncFromStore('start');
+    await this.reconcileNow();
+    this.log.info(
+      {
+        subnet: this.lease.subnet.toString(),
+        peers: this.peers.size,
+        podMtu: podMtu(this.ctx(), this.backend),
+      },
+      'ready',
+    );
+
+    const renewMs = this.leases.renewEverySeconds() * 1000;
+    this.timers.push(setTimeout(() => void this.renewLoop(renewMs), renewMs));
+    this.timers.push(setInterval(() => this.requestReconcile(), o.resyncSeconds * 1000));
+    this.timers.push(setInterval(() => void this.checkEtcd(), 2000));
+    this.timers.push(setInterval(() => void this.refreshCounters(), 5000));
+  }
+
+  async stop(): Promise<void> {
+    this.stopping = true;
+    for (const t of this.timers) clearInterval(t);
+    await this.stopWatch?.().catch(() => undefined);
+    await this.reconciling?.catch(() => undefined);
+    await this.traffic.remove().catch(() => undefined);
+    for (const s of this.servers) s.close();
+    await this.registry?.close().catch(() => undefined);
+    this.log.info('stopped (lease and data path left in place for the next start)');
+  }
+
+  private ctx(): NodeContext {
+    return {
+      iface: { name: this.iface.name, mtu: this.iface.mtu, prefixes: this.iface.prefixes },
+      publicIP: this.iface.ip,
+      config: this.config,
+    };
+  }
+
+  /** Retries an etcd-dependent step with backoff (0.5 s doubling to 10 s), one clear line per failure. */
+  private async retry<T>(what: string, fn: () => Promise<T>): Promise<T> {
+    let delay = 500;
+    for (;;) {
+      try {
+        return await fn();
+      } catch (err) {
+        if (err instanceof ConfigError || this.stopping) throw err;
+        this.etcdUp = false;
+        this.metrics.etcdUp.set(0);
+        this.log.warn(
+          { retryInSeconds: delay / 1000 },
+          `cannot ${what}: ${etcdProblem(err, this.opts.etcdEndpoints)}; retrying in ${delay / 1000}s`,
+        );
+        await sleep(delay);
+        delay = Math.min(delay * 2, 10_000);
+      }
+    }
+  }
+
+  private async previousSubnet(): Promise<Cidr | undefined> {
+    try {
+      const env = parseSubnetEnv(await readFile(this.opts.subnetFile, 'utf8'), this.opts.subnetFile);
+      return env.subnet;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Everything that depends on the lease: VXLAN device address, subnet.env, forwarding, nftables. */
+  private async configureForLease(): Promise<void> {
+    const lease = this.lease!;
+    const c = this.config;
+    if (this.backend.usesVxlan) {
+      const mac = await this.dp.ensureVxlan({
+        vni: c.backend.vni,
+        port: c.backend.port,
+        local: this.iface.ip,
+        underlay: this.iface.name,
+        mtu: (c.backend.mtu ?? this.iface.mtu) - this.backend.overhead,
+        subnet: lease.subnet,
+        mac: vtepOf(this.attrs)?.mac,
+      });
+      if (mac !== vtepOf(lease.attrs)?.mac) {
+        // The device could not take the MAC we published: publish the real one.
+        this.attrs = { ...this.attrs, ...this.backend.leaseAttrs(mac) };
+        this.lease = await this.retry('publish the VTEP MAC', () =>
+          this.leases.acquire(this.attrs, lease.subnet),
+        );
+      }
+    }
+    await writeSubnetEnv(this.opts.subnetFile, {
+      network: c.network,
+      subnet: this.lease!.subnet,
+      gateway: this.lease!.subnet.ip + 1,
+      mtu: podMtu(this.ctx(), this.backend),
+      ipMasq: this.opts.ipMasq,
+    });
+    if ((await sysctlRead('net.ipv4.ip_forward')) !== '1') {
+      await sysctlWrite('net.ipv4.ip_forward', '1');
+      this.log.info('enabled net.ipv4.ip_forward: pod traffic is forwarded by this node');
+    }
+    await this.traffic.ensureRules({
+      network: c.network,
+      subnet: this.lease!.subnet,
+      ipMasq: this.opts.ipMasq,
+      overlayPort: this.backend.usesVxlan ? c.backend.port : undefined,
+    });
+    await this.updateTtlMetric();
+  }
+
+  // ---------------------------------------------------------------- leases of the others
+  private isOwn(subnet: Cidr): boolean {
+    return this.lease !== undefined && this.lease.subnet.equals(subnet);
+  }
+
+  /** Re-lists every lease, replaces the peer table with it, and (re)starts the watch after it. */
+  private async resyncFromStore(reason: string): Promise<void> {
+    const listing = await this.retry('list the subnet leases', () => this.registry.list());
+    this.metrics.watchResyncs.inc({ reason });
+    this.peers.clear();
+    this.corrupt.clear();
+    for (const c of listing.corrupt) this.noteCorrupt(c.key, c.reason);
+    let ownSeen = false;
+    for (const l of listing.leases) {
+      if (this.isOwn(l.subnet)) ownSeen = true;
+      else this.peers.set(l.subnet.toKey(), l);
+    }
+    this.metrics.corruptLeases.set(this.corrupt.size);
+    if (!ownSeen && this.lease) void this.ownLeaseLost('missing from the store');
+    await this.stopWatch?.().catch(() => undefined);
+    this.watchRevision = String(BigInt(listing.revision) + 1n);
+    this.stopWatch = await this.retry('watch the subnet leases', () =>
+      this.registry.watch(this.watchRevision, {
+        onEvents: (evs, rev) => this.onEvents(evs, rev),
+        onLost: (why) => {
+          this.log.warn({ reason: why }, 'lease watch cancelled (e.g. compacted revision): re-listing');
+          void this.resyncFromStore('watch-lost').then(() => this.requestReconcile());
+        },
+        onDisconnected: (why) => this.log.debug({ reason: why }, 'lease watch disconnected; reconnecting'),
+      }),
+    );
+    this.requestReconcile();
+  }
+
+  private noteCorrupt(key: string, reason: string): void {
+    if (this.corrupt.get(key) !== reason) this.log.warn({ key, reason }, `skipping lease ${key}: ${reason}`);
+    this.corrupt.set(key, reason);
+  }
+
+  private onEvents(events: WatchEvent[], revision: string): void {
+    this.watchRevision = revision;
+    for (const e of events) {
+      if (e.type === 'corrupt') {
+        this.noteCorrupt(e.entry.key, e.entry.reason);
+        const s = e.entry.key.split('/').pop() ?? '';
+        this.peers.delete(s);
+      } else if (e.type === 'delete') {
+        this.corrupt.delete(e.key);
+        if (this.isOwn(e.subnet)) void this.ownLeaseLost('deleted');
+        else this.peers.delete(e.subnet.toKey());
+      } else {
+        this.corrupt.delete(`${this.registry.prefix}/subnets/${e.lease.subnet.toKey()}`);
+        if (this.isOwn(e.lease.subnet)) {
+          if (e.lease.attrs.PublicIP !== this.attrs.PublicIP)
+            void this.ownLeaseLost(`taken by ${e.lease.attrs.PublicIP}`);
+          else this.lease = { ...e.lease };
+        } else this.peers.set(e.lease.subnet.toKey(), e.lease);
+      }
+    }
+    this.metrics.corruptLeases.set(this.corrupt.size);
+    this.requestReconcile();
+  }
+
+  private reacquiring = false;
+  /** This node's lease vanished (operator delete, expiry during an outage): take one again and carry on. */
+  private async ownLeaseLost(how: string): Promise<void> {
+    if (this.reacquiring || this.stopping) return;
+    this.reacquiring = true;
+    try {
+      const old = this.lease!;
+      this.log.warn(
+        { subnet: old.subnet.toString() },
+        `this node's lease ${old.subnet.toString()} was ${how}: re-acquiring it`,
+      );
+      this.metrics.leaseReacquired.inc();
+      this.lease = await this.retry('re-acquire the subnet lease', () =>
+        this.leases.acquire(this.attrs, old.subnet),
+      );
+      if (!this.lease.subnet.equals(old.subnet)) {
+        this.log.warn(
+          { old: old.subnet.toString(), new: this.lease.subnet.toString() },
+          'the node got a different subnet: pods attached before keep their old addresses until re-attached',
+        );
+        this.peers.delete(this.lease.subnet.toKey());
+      } else this.log.info({ subnet: this.lease.subnet.toString() }, 're-acquired the same subnet');
+      await this.configureForLease();
+      this.requestReconcile();
+    } finally {
+      this.reacquiring = false;
+    }
+  }
+
+  private async renewLoop(everyMs: number): Promise<void> {
+    if (this.stopping) return;
+    let next = everyMs;
+    try {
+      if (this.lease && !isReservation(this.lease)) {
+        const renewed = await this.leases.renew(this.lease);
+        if (renewed) {
+          this.lease = renewed;
+          this.log.debug({ subnet: renewed.subnet.toString() }, 'lease renewed');
+        } else await this.ownLeaseLost('changed underneath');
+      }
+      await this.updateTtlMetric();
+    } catch (err) {
+      next = Math.min(everyMs, 5000);
+      this.log.warn(
+        `cannot renew the subnet lease: ${etcdProblem(err, this.opts.etcdEndpoints)}; retrying in ${next / 1000}s`,
+      );
+    }
+    if (!this.stopping) this.timers.push(setTimeout(() => void this.renewLoop(everyMs), next));
+  }
+
+  private async updateTtlMetric(): Promise<void> {
+    if (!this.lease) return;
+    if (isReservation(this.lease)) return void this.metrics.leaseTtl.set(-1);
+    const left = await this.registry.ttlLeft(this.lease.leaseId).catch(() => undefined);
+    if (left !== undefined) this.metrics.leaseTtl.set(left);
+  }
+
+  /** etcd liveness: drives readiness; on recovery, catch up with a full re-list (nodes that joined meanwhile). */
+  private async checkEtcd(): Promise<void> {
+    const up = await this.registry.healthy(1500);
+    this.metrics.etcdUp.set(up ? 1 : 0);
+    if (up && !this.etcdUp) {
+      this.etcdUp = true;
+      this.log.info('etcd reachable again: catching up');
+      await this.resyncFromStore('etcd-recovered').catch((e: unknown) =>
+        this.log.warn(`catch-up failed: ${describeError(e)}`),
+      );
+    } else if (!up && this.etcdUp) {
+      this.etcdUp = false;
+      this.log.warn(
+        `etcd at ${this.opts.etcdEndpoints.join(',')} is unreachable: keeping the data path as it is and retrying`,
+      );
+    }
+    this.metrics.ready.set(this.ready().ready ? 1 : 0);
+  }
+
+  private async refreshCounters(): Promise<void> {
+    this.metrics.foreignOverlayDropped.set(await this.traffic.foreignDropped().catch(() => 0));
+  }
+
+  // ---------------------------------------------------------------- reconcile
+  requestReconcile(): void {
+    this.reconcileWanted = true;
+    if (!this.reconciling) {
+      this.reconciling = this.reconcileLoop().finally(() => (this.reconciling = undefined));
+    }
+  }
+
+  private async reconcileNow(): Promise<void> {
+    this.requestReconcile();
+    while (this.reconciling) await this.reconciling;
+  }
+
+  private async reconcileLoop(): Promise<void> {
+    while (this.reconcileWanted && !this.stopping) {
+      this.reconcileWanted = false;
+      await sleep(5); // coalesce a burst of watch events into one pass
+      try {
+        await this.reconcileOnce();
+      } catch (err) {
+        this.metrics.reconcileErrors.inc();
+        this.log.error(`reconcile failed: ${describeError(err)}`);
+      }
+    }
+  }
+
+  private async reconcileOnce(): Promise<void> {
+    if (!this.lease) return;
+    const t0 = performance.now();
+    const plan = this.backend.plan(this.ctx(), this.lease, [...this.peers.values()]);
+    const report = await this.dp.apply(
+      plan,
+      this.backend.usesVxlan ? vxlanDeviceName(this.config.backend.vni) : undefined,
+    );
+    if (this.backend.usesVxlan) await this.traffic.setPeers(plan.vteps.map((v) => formatIPv4(v.remote)));
+    const durationMs = performance.now() - t0;
+    this.metrics.reconcileDuration.observe(durationMs / 1000);
+    if (report.failures.length > 0) {
+      this.metrics.reconcileErrors.inc(report.failures.length);
+      for (const f of report.failures)
+        this.log.error({ command: f.command }, `cannot program ${f.subject}: ${f.message}`);
+    }
+    // Peers that no path reaches are reported by name, once per distinct reason.
+    const unreachable = new Map(
+      plan.peers.filter((p) => p.path === 'unreachable').map((p) => [p.subnet.toString(), p.reason ?? '']),
+    );
+    for (const [s, why] of unreachable)
+      if (this.reportedUnreachable.get(s) !== why) this.log.warn({ peer: s }, `peer unreachable: ${why}`);
+    this.reportedUnreachable = unreachable;
+    this.peerPlans = plan.peers;
+    for (const path of ['vxlan', 'direct', 'cloud', 'unreachable'] as const)
+      this.metrics.peers.set({ path }, plan.peers.filter((p) => p.path === path).length);
+    this.lastReport = {
+      ...report,
+      at: new Date().toISOString(),
+      durationMs: Math.round(durationMs * 10) / 10,
+    };
+    this.programmed = true;
+    this.metrics.ready.set(this.ready().ready ? 1 : 0);
+  }
+}

@@ -1,0 +1,107 @@
+import { run } from '../util/exec.js';
+import type { Cidr } from '../util/ipv4.js';
+import type { Logger } from '../util/log.js';
+
+/**
+ * weft's packet filtering and NAT: one nftables table, `ip weft`, that weft alone owns. The rules are
+ * replaced in a single transaction (delete + create in one `nft -f`), the peer set is swapped atomically,
+ * and a clean shutdown removes the table. Flannel's masquerade semantics (reference/flannel.md §5):
+ * pod-to-pod traffic is never masqueraded; pods leaving the cluster network are.
+ */
+export const NFT_TABLE = 'weft';
+
+export interface TrafficRules {
+  network: Cidr;
+  subnet: Cidr;
+  ipMasq: boolean;
+  /** VXLAN port to lock down to current peers (undefined: no overlay). */
+  overlayPort: number | undefined;
+}
+
+function rulesetText(r: TrafficRules): string {
+  const net = r.network.toString();
+  const sub = r.subnet.toString();
+  const lines = [
+    `table ip ${NFT_TABLE}`,
+    `delete table ip ${NFT_TABLE}`,
+    `table ip ${NFT_TABLE} {`,
+    '  set peers {',
+    '    type ipv4_addr',
+    '  }',
+    '  counter foreign_overlay {',
+    '  }',
+    '  chain input {',
+    '    type filter hook input priority filter; policy accept;',
+    // Flannel accepts VXLAN from anyone; only current peers may inject packets into the overlay here.
+    ...(r.overlayPort !== undefined
+      ? [`    udp dport ${r.overlayPort} ip saddr != @peers counter name foreign_overlay drop`]
+      : []),
+    '  }',
+    '  chain forward {',
+    '    type filter hook forward priority filter; policy accept;',
+    `    ip saddr ${net} accept`,
+    `    ip daddr ${net} accept`,
+    '  }',
+  ];
+  if (r.ipMasq) {
+    lines.push(
+      '  chain postrouting {',
+      '    type nat hook postrouting priority srcnat; policy accept;',
+      '    meta mark & 0x4000 == 0x4000 return',
+      `    ip saddr ${sub} ip daddr ${net} return`,
+      `    ip saddr ${net} ip daddr ${sub} return`,
+      `    ip saddr != ${net} ip daddr ${sub} return`,
+      `    ip saddr ${net} ip daddr != 224.0.0.0/4 masquerade fully-random`,
+      `    ip saddr != ${net} ip daddr ${net} masquerade fully-random`,
+      '  }',
+    );
+  }
+  lines.push('}', '');
+  return lines.join('\n');
+}
+
+export class TrafficManager {
+  private applied: string | undefined;
+  private peers: string | undefined;
+
+  constructor(private readonly log: Logger) {}
+
+  /** Installs the rules if they differ from what this process installed (a restart re-applies once). */
+  async ensureRules(r: TrafficRules): Promise<void> {
+    const text = rulesetText(r);
+    if (text === this.applied) return;
+    // Keep the current peer set across the replacement so the overlay never drops a peer's packets.
+    const keep = this.peers !== undefined ? `add element ip ${NFT_TABLE} peers { ${this.peers} }\n` : '';
+    await run('nft', ['-f', '-'], { input: text + keep });
+    this.applied = text;
+    this.log.info(
+      { table: NFT_TABLE, ipMasq: r.ipMasq, overlayPort: r.overlayPort },
+      'nftables rules installed',
+    );
+  }
+
+  /** Replaces the set of addresses allowed to send to the overlay port, atomically. */
+  async setPeers(ips: string[]): Promise<void> {
+    const elems = [...new Set(ips)].sort().join(', ');
+    if (elems === this.peers || this.applied === undefined) return;
+    const add = elems ? `add element ip ${NFT_TABLE} peers { ${elems} }\n` : '';
+    await run('nft', ['-f', '-'], { input: `flush set ip ${NFT_TABLE} peers\n${add}` });
+    this.peers = elems;
+  }
+
+  /** Packets dropped because they came to the overlay port from a non-peer. */
+  async foreignDropped(): Promise<number> {
+    const r = await run('nft', ['-j', 'list', 'counter', 'ip', NFT_TABLE, 'foreign_overlay'], {
+      allowFailure: true,
+    });
+    if (r.code !== 0) return 0;
+    const j = JSON.parse(r.stdout) as { nftables: { counter?: { packets: number } }[] };
+    return j.nftables.find((x) => x.counter)?.counter?.packets ?? 0;
+  }
+
+  async remove(): Promise<void> {
+    await run('nft', ['delete', 'table', 'ip', NFT_TABLE], { allowFailure: true });
+    this.applied = undefined;
+    this.peers = undefined;
+  }
+}

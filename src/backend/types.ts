@@ -1,0 +1,73 @@
+import type { BackendType, NetworkConfig } from '../config/network-config.js';
+import type { Lease, LeaseAttrs } from '../store/lease.js';
+import type { Cidr, IPv4 } from '../util/ipv4.js';
+
+/**
+ * A backend is a policy: from this node's facts and the peer leases it derives the desired data path
+ * (routes, VXLAN tunnel endpoints) and says for every peer which path it gets and why. It never touches
+ * the kernel itself; the data plane owns the kernel objects and applies the plan (one owner per object).
+ */
+
+export interface NodeContext {
+  /** The public (underlay) interface. */
+  iface: { name: string; mtu: number; prefixes: Cidr[] };
+  publicIP: IPv4;
+  config: NetworkConfig;
+}
+
+export interface RouteSpec {
+  dst: Cidr;
+  via: IPv4;
+  dev: string;
+  onlink: boolean;
+}
+
+/** One remote VXLAN tunnel endpoint: a permanent neighbour (peer subnet .0 → MAC) and an FDB entry (MAC → public IP). */
+export interface VtepSpec {
+  neighIP: IPv4;
+  mac: string;
+  remote: IPv4;
+}
+
+/** How a peer is reached: encapsulated, routed directly on-link, routed by the cloud, or not at all. */
+export type PathKind = 'vxlan' | 'direct' | 'cloud' | 'unreachable';
+
+export interface PeerPlan {
+  subnet: Cidr;
+  publicIP: string;
+  path: PathKind;
+  /** Why a peer is unreachable, in words an operator can act on. */
+  reason?: string;
+}
+
+export interface Plan {
+  routes: RouteSpec[];
+  vteps: VtepSpec[];
+  peers: PeerPlan[];
+}
+
+export interface Backend {
+  readonly type: BackendType;
+  /** Whether this backend needs the node's VXLAN device. */
+  readonly usesVxlan: boolean;
+  /** Encapsulation overhead in bytes for the pod MTU (vxlan 50 over IPv4, routed 0). */
+  readonly overhead: number;
+  /** BackendType/BackendData published in this node's lease. */
+  leaseAttrs(vtepMac: string | undefined): Pick<LeaseAttrs, 'BackendType' | 'BackendData'>;
+  plan(ctx: NodeContext, own: Lease, peers: readonly Lease[]): Plan;
+}
+
+export const VXLAN_OVERHEAD_IPV4 = 50;
+
+export function vxlanDeviceName(vni: number): string {
+  return `weft.${vni}`;
+}
+
+/** The peer's public IP is inside one of the interface's connected prefixes: reachable without a router. */
+export function isOnLink(ctx: NodeContext, ip: IPv4): boolean {
+  return ctx.iface.prefixes.some((p) => p.contains(ip));
+}
+
+export function podMtu(ctx: NodeContext, backend: Backend): number {
+  return (ctx.config.backend.mtu ?? ctx.iface.mtu) - backend.overhead;
+}

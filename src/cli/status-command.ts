@@ -1,0 +1,60 @@
+import { request } from 'node:http';
+import { WeftError } from '../util/errors.js';
+
+/** Fetches a path from an agent's status socket. */
+export function agentGet(socket: string, path: string): Promise<{ code: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request({ socketPath: socket, path, timeout: 3000 }, (res) => {
+      let body = '';
+      res.on('data', (c: Buffer) => (body += c.toString()));
+      res.on('end', () => resolve({ code: res.statusCode ?? 0, body }));
+    });
+    req.on('error', (e: NodeJS.ErrnoException) =>
+      reject(
+        new WeftError(`cannot reach the agent at ${socket}: ${e.code ?? e.message}`, {
+          hint: 'is `weft agent` running on this node? pass --socket',
+        }),
+      ),
+    );
+    req.end();
+  });
+}
+
+interface StatusJson {
+  ready: { ready: boolean; reasons: string[] };
+  backend?: string;
+  iface?: { name: string; publicIP: string; mtu: number };
+  podMtu?: number;
+  lease?: { subnet: string; reservation: boolean; vtepMac?: string };
+  etcd: { endpoints: string[]; up: boolean };
+  peers: { subnet: string; publicIP: string; path: string; reason?: string }[];
+}
+
+export async function printStatus(socket: string, json: boolean): Promise<number> {
+  const { body } = await agentGet(socket, '/status');
+  if (json) {
+    process.stdout.write(body + '\n');
+    return 0;
+  }
+  const s = JSON.parse(body) as StatusJson;
+  const lines = [
+    `ready:    ${s.ready.ready ? 'yes' : `no (${s.ready.reasons.join('; ')})`}`,
+    `backend:  ${s.backend ?? '-'}   pod MTU ${s.podMtu ?? '-'}`,
+    `node:     ${s.iface ? `${s.iface.publicIP} on ${s.iface.name} (mtu ${s.iface.mtu})` : '-'}`,
+    `lease:    ${s.lease ? `${s.lease.subnet}${s.lease.reservation ? ' (reservation)' : ''}${s.lease.vtepMac ? `  VTEP ${s.lease.vtepMac}` : ''}` : '-'}`,
+    `etcd:     ${s.etcd.endpoints.join(',')} ${s.etcd.up ? 'up' : 'DOWN'}`,
+    `peers:    ${s.peers.length}`,
+  ];
+  const table = s.peers.map((p) => [p.subnet, p.publicIP, p.path, p.reason ?? '']);
+  const widths = [0, 1, 2].map((i) =>
+    Math.max(...[['SUBNET', 'PUBLIC IP', 'PATH'][i]!.length, ...table.map((r) => r[i]!.length)]),
+  );
+  const fmt = (r: string[]) =>
+    r
+      .map((c, i) => (i < 3 ? c.padEnd(widths[i]!) : c))
+      .join('  ')
+      .trimEnd();
+  if (table.length) lines.push('', fmt(['SUBNET', 'PUBLIC IP', 'PATH', 'REASON']), ...table.map(fmt));
+  process.stdout.write(lines.join('\n') + '\n');
+  return s.ready.ready ? 0 : 3;
+}

@@ -1,0 +1,115 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { startEtcd, stopEtcd } from '../../src/lab/etcd-server.js';
+import { run } from '../../src/util/exec.js';
+import { uniqueName, inNs } from '../helpers/lab.js';
+
+const WEFT = fileURLToPath(new URL('../../src/cli/weft.js', import.meta.url));
+
+/**
+ * The agent runs inside a scratch namespace with its own etcd on that namespace's loopback, so a
+ * config that is accidentally accepted could only ever touch the scratch namespace.
+ */
+test(
+  'bad input: the agent exits non-zero with one line naming the field and the problem',
+  { timeout: 120_000 },
+  async (t) => {
+    const ns = `wt-${uniqueName('a')}`;
+    const dir = await mkdtemp(join(tmpdir(), 'weft-bad-'));
+    await run('ip', ['netns', 'add', ns]);
+    t.after(async () => {
+      await run('ip', ['netns', 'pids', ns], { allowFailure: true }).then((r) =>
+        r.stdout
+          .split('\n')
+          .filter(Boolean)
+          .forEach((p) => process.kill(Number(p), 'SIGKILL')),
+      );
+      await run('ip', ['netns', 'del', ns], { allowFailure: true });
+      await rm(dir, { recursive: true, force: true });
+    });
+    await run('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
+    const etcd = await startEtcd({ dir: join(dir, 'etcd'), host: '127.0.0.1', netns: ns });
+    t.after(() => stopEtcd(etcd.pid));
+    const put = (v: string) =>
+      inNs(ns, [
+        'env',
+        'ETCDCTL_API=3',
+        'etcdctl',
+        `--endpoints=${etcd.endpoint}`,
+        'put',
+        '/coreos.com/network/config',
+        v,
+      ]);
+    const agent = (extra: string[] = [], endpoint = etcd.endpoint) =>
+      inNs(
+        ns,
+        [
+          process.execPath,
+          WEFT,
+          'agent',
+          `--etcd-endpoints=${endpoint}`,
+          '--iface=lo',
+          `--subnet-file=${dir}/subnet.env`,
+          `--status-socket=${dir}/agent.sock`,
+          ...extra,
+        ],
+        { timeoutMs: 20_000 },
+      );
+
+    const cases: [string, string, RegExp][] = [
+      ['malformed JSON', '{"Network": "10.244.0.0/16", ', /^weft agent: config: not valid JSON/],
+      [
+        'Network too small for SubnetLen',
+        '{"Network":"10.0.0.0/24","SubnetLen":25}',
+        /^weft agent: Network: 10\.0\.0\.0\/24 is too small for SubnetLen 25/,
+      ],
+      [
+        'SubnetLen out of range',
+        '{"Network":"10.244.0.0/16","SubnetLen":31}',
+        /^weft agent: SubnetLen: 31 is out of range/,
+      ],
+      [
+        'unknown backend type',
+        '{"Network":"10.244.0.0/16","Backend":{"Type":"udpx"}}',
+        /^weft agent: Backend\.Type: unknown backend type "udpx"/,
+      ],
+    ];
+    for (const [what, config, re] of cases) {
+      await t.test(what, async () => {
+        await put(config);
+        const r = await agent();
+        assert.notEqual(r.code, 0);
+        const lines = r.stderr.trim().split('\n');
+        assert.equal(lines.length, 1, `one line on stderr, got: ${r.stderr}`);
+        assert.match(lines[0]!, re);
+        assert.doesNotMatch(r.stdout + r.stderr, /\n\s+at /, 'no stack trace');
+      });
+    }
+
+    await t.test('unreachable etcd: a clear message and retries, not a stack trace', async () => {
+      const r = await inNs(ns, [
+        'timeout',
+        '4',
+        process.execPath,
+        WEFT,
+        'agent',
+        '--etcd-endpoints=http://127.0.0.1:1',
+        '--iface=lo',
+        `--subnet-file=${dir}/subnet.env`,
+        `--status-socket=${dir}/agent2.sock`,
+      ]);
+      const msgs = r.stdout
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => (JSON.parse(l) as { msg: string }).msg)
+        .filter((m) => m.startsWith('cannot read the network config'));
+      assert.ok(msgs.length >= 2, `retried: ${msgs.join(' | ')}`);
+      assert.match(msgs[0]!, /etcd at http:\/\/127\.0\.0\.1:1 is unreachable; retrying in 0\.5s/);
+      assert.doesNotMatch(r.stdout + r.stderr, /\n\s+at /);
+    });
+  },
+);
