@@ -51,6 +51,16 @@ program
     process.exitCode = await printStatus(o.socket, o.json === true);
   });
 
+program
+  .command('demo')
+  .description('quick start: build a 3-node lab, show pods reaching each other over vxlan and host-gw, remove it')
+  .option('--name <name>', 'lab name', 'demo')
+  .option('--keep', 'keep the lab afterwards')
+  .action(async (o: { name: string; keep?: boolean }) => {
+    const { runDemo } = await import('./demo-command.js');
+    process.exitCode = await runDemo({ name: o.name, keep: o.keep === true });
+  });
+
 const { registerLab } = await import('./lab-command.js');
 registerLab(program);
 
