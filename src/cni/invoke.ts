@@ -76,7 +76,12 @@ export async function invokeCni(inv: CniInvocation): Promise<Record<string, unkn
   try {
     parsed = out.stdout.trim() === '' ? {} : JSON.parse(out.stdout);
   } catch {
-    throw new CniPluginError(999, `plugin printed non-JSON output`, out.stdout.slice(0, 200) || out.stderr.slice(0, 200), out.exitCode);
+    throw new CniPluginError(
+      999,
+      `plugin printed non-JSON output`,
+      out.stdout.slice(0, 200) || out.stderr.slice(0, 200),
+      out.exitCode,
+    );
   }
   if (out.exitCode !== 0) {
     const e = (parsed ?? {}) as { code?: unknown; msg?: unknown; details?: unknown };
