@@ -1,0 +1,658 @@
+/**
+ * The CNI verbs of weft-cni: a Linux bridge whose address is the gateway of the node's lease (from the
+ * agent's subnet.env), one veth pair per attachment, addresses from weft's own allocation store.
+ *
+ * ADD costs three `ip` processes in the common case: one query of the bridge, one batch in the node's
+ * namespace (veth pair created with its peer directly inside the pod's namespace, enslaved, up) and one
+ * batch inside the pod's namespace (address, up, routes).
+ */
+import { readFileSync, statfsSync } from 'node:fs';
+import { parseSubnetEnv, type SubnetEnv } from '../config/subnet-env.js';
+import { describeError } from '../util/errors.js';
+import { formatIPv4, parseIPv4, Cidr, type IPv4 } from '../util/ipv4.js';
+import { compareVersions, type CniEnv, type Dns, type NetConf } from './config.js';
+import { CniError, ERR } from './errors.js';
+import {
+  ensureSysctl,
+  exec,
+  ipBatch,
+  ipBatchOrThrow,
+  ipJson,
+  localLinkNames,
+  type IpLink,
+  type IpRoute,
+} from './ip.js';
+import {
+  attachmentHash,
+  hostVethName,
+  HOST_VETH_RE,
+  IpamStore,
+  type Allocation,
+  type AllocationRecord,
+  type AttachmentKey,
+} from './ipam.js';
+
+export interface ResultInterface {
+  name: string;
+  mac?: string;
+  sandbox?: string;
+  mtu?: number;
+}
+export interface ResultIp {
+  address: string;
+  gateway?: string;
+  interface?: number;
+  version?: string;
+}
+export interface ResultRoute {
+  dst: string;
+  gw?: string;
+}
+export interface CniResult {
+  cniVersion: string;
+  interfaces: ResultInterface[];
+  ips: ResultIp[];
+  routes: ResultRoute[];
+  dns: Dns;
+}
+
+/** Warnings for the runtime's log: stderr is the spec's channel for unstructured output. */
+function warn(msg: string): void {
+  process.stderr.write(`weft-cni: ${msg}\n`);
+}
+
+/** Test hook: WEFT_CNI_FAULT=<point> kills the plugin at that point, as a crash would. */
+function faultPoint(point: string): void {
+  if (process.env.WEFT_CNI_FAULT === point) process.kill(process.pid, 'SIGKILL');
+}
+
+function store(conf: NetConf): IpamStore {
+  const t = Number(process.env.WEFT_CNI_LOCK_TIMEOUT_MS);
+  return new IpamStore(
+    `${conf.dataDir}/${conf.name}`,
+    Number.isFinite(t) && t > 0 ? { lockTimeoutMs: t } : {},
+  );
+}
+
+function errnoOf(e: unknown): string {
+  return (e as NodeJS.ErrnoException).code ?? String(e);
+}
+
+/** Reads the agent's subnet file; a missing file means "no lease yet": try again later (11). */
+export function loadSubnetEnv(path: string): SubnetEnv {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    throw new CniError(
+      ERR.TRY_AGAIN,
+      `failed to load the node's subnet file ${path}: ${errnoOf(e)}`,
+      'the node has no lease yet: start the weft agent on this node (it writes this file) and retry',
+    );
+  }
+  let env: SubnetEnv;
+  try {
+    env = parseSubnetEnv(text, path);
+  } catch (e) {
+    throw new CniError(
+      ERR.BAD_SUBNET_FILE,
+      `invalid subnet file: ${describeError(e)}`,
+      'the weft agent rewrites it when it (re)starts',
+    );
+  }
+  if (
+    env.subnet.len > 30 ||
+    !env.subnet.contains(env.gateway) ||
+    env.gateway === env.subnet.ip ||
+    env.gateway === env.subnet.last
+  ) {
+    throw new CniError(
+      ERR.BAD_SUBNET_FILE,
+      `invalid subnet file ${path}: FLANNEL_SUBNET ${formatIPv4(env.gateway)}/${env.subnet.len} has no room for pods`,
+    );
+  }
+  return env;
+}
+
+const NSFS_MAGIC = 0x6e736673;
+
+/** The pod's namespace must be an nsfs file (a bind mount under /run/netns or /proc/PID/ns/net). */
+function checkNetns(path: string): void {
+  if (!path.startsWith('/') || /\s/.test(path)) {
+    throw new CniError(
+      ERR.INVALID_ENV,
+      `CNI_NETNS=${JSON.stringify(path)} is not an absolute path to a network namespace`,
+    );
+  }
+  let type: number;
+  try {
+    type = statfsSync(path).type;
+  } catch (e) {
+    throw new CniError(
+      ERR.INVALID_ENV,
+      `CNI_NETNS=${path}: cannot open the network namespace: ${errnoOf(e)}`,
+    );
+  }
+  if (type !== NSFS_MAGIC) {
+    throw new CniError(
+      ERR.INVALID_ENV,
+      `CNI_NETNS=${path} is not a network namespace`,
+      'expected /run/netns/NAME (a namespace bind mount) or /proc/PID/ns/net',
+    );
+  }
+}
+
+function mac(prefix: number, ip: IPv4): string {
+  return [prefix, 0x58, ip >>> 24, (ip >>> 16) & 255, (ip >>> 8) & 255, ip & 255]
+    .map((b) => b.toString(16).padStart(2, '0'))
+    .join(':');
+}
+
+interface BridgeState {
+  mac: string;
+  /** Addresses removed because the node's subnet changed. */
+  replaced: string[];
+}
+
+function queryBridge(name: string): IpLink | undefined {
+  return ipJson<IpLink[]>(['-d', 'addr', 'show', 'dev', name])?.[0];
+}
+
+/**
+ * Makes the bridge exist, be up, and carry exactly the gateway address of the node's current subnet.
+ * When the lease changed (subnet.env differs from the bridge's address), the old address is replaced
+ * instead of failing the way Flannel's "cni0 already has an IP address different from …" does.
+ */
+function ensureBridge(name: string, env: SubnetEnv, mtu: number): BridgeState {
+  let link = queryBridge(name);
+  if (!link) {
+    const r = ipBatch([`link add ${name} address ${mac(0x0a, env.gateway)} mtu ${mtu} type bridge`]);
+    if (r.code !== 0 && !/File exists/.test(r.stderr)) {
+      throw new CniError(ERR.KERNEL, `cannot create bridge ${name}: ${r.stderr.trim()}`);
+    }
+    link = queryBridge(name);
+    if (!link) throw new CniError(ERR.KERNEL, `bridge ${name} vanished right after it was created`);
+  }
+  const kind = link.linkinfo?.info_kind;
+  if (kind !== 'bridge') {
+    throw new CniError(
+      ERR.INVALID_CONFIG,
+      `bridge: ${name} exists and is ${kind ? `a ${kind} device` : 'not a bridge'}`,
+      'choose another "bridge" name',
+    );
+  }
+  const gw = formatIPv4(env.gateway);
+  const len = env.subnet.len;
+  const v4 = (link.addr_info ?? []).filter((a) => a.family === 'inet');
+  const others = v4
+    .filter((a) => !(a.local === gw && a.prefixlen === len))
+    .map((a) => `${a.local}/${a.prefixlen}`);
+  const lines = others.map((a) => `addr del ${a} dev ${name}`);
+  if (others.length === v4.length) lines.push(`addr replace ${gw}/${len} broadcast + dev ${name}`);
+  if (!(link.flags ?? []).includes('UP')) lines.push(`link set ${name} up`);
+  if (lines.length > 0) {
+    // Concurrent ADDs may race on these lines: tolerate failures, then verify the outcome.
+    const r = ipBatch(lines, { force: true });
+    if (r.code !== 0) {
+      const after = queryBridge(name);
+      const ok =
+        after !== undefined &&
+        (after.flags ?? []).includes('UP') &&
+        (after.addr_info ?? [])
+          .filter((a) => a.family === 'inet')
+          .every((a) => a.local === gw && a.prefixlen === len) &&
+        (after.addr_info ?? []).some((a) => a.family === 'inet');
+      if (!ok)
+        throw new CniError(
+          ERR.KERNEL,
+          `cannot configure bridge ${name} with ${gw}/${len}: ${r.stderr.trim()}`,
+        );
+    }
+    if (others.length > 0) {
+      warn(
+        `bridge ${name} had ${others.join(', ')}, but the node's subnet is now ${env.subnet.toString()} ` +
+          `(${'subnet file changed'}): re-addressed it to ${gw}/${len}`,
+      );
+    }
+  }
+  return { mac: link.address ?? '', replaced: others };
+}
+
+/** The address the runtime asked for, if any (runtimeConfig.ips / args.cni.ips, else CNI_ARGS IP). */
+function requestedAddress(conf: NetConf, cniArgs: Map<string, string>, subnet: Cidr): IPv4 | undefined {
+  const list = conf.requestedIps ?? (cniArgs.has('IP') ? cniArgs.get('IP')!.split(',') : undefined);
+  if (!list) return undefined;
+  for (const entry of list) {
+    const [addr, plen] = entry.trim().split('/');
+    if (addr === undefined || addr.includes(':')) continue; // IPv6: not served by this plugin
+    const ip = parseIPv4(addr);
+    if (ip === undefined)
+      throw new CniError(
+        ERR.INVALID_CONFIG,
+        `requested address ${JSON.stringify(entry)} is not an IPv4 address`,
+      );
+    if (plen !== undefined && Number(plen) !== subnet.len) {
+      throw new CniError(
+        ERR.NO_ADDRESS,
+        `requested address ${entry} does not match the node's subnet ${subnet.toString()}`,
+      );
+    }
+    return ip;
+  }
+  return undefined;
+}
+
+/** Drops allocations of an older subnet whose host veth is gone (their pods no longer exist). */
+function dropStale(st: IpamStore, all: Allocation[], subnet: Cidr): number {
+  const links = localLinkNames();
+  let n = 0;
+  for (const a of all) {
+    if (subnet.contains(a.ip)) continue;
+    const veth = st.read(a)?.hostVeth ?? hostVethName(a.hash);
+    if (!links.has(veth)) {
+      st.remove(a);
+      n++;
+    }
+  }
+  return n;
+}
+
+function ipMasqTable(name: string): string {
+  return `weft_cni_${name.replace(/[^a-zA-Z0-9_]/g, '_')}`;
+}
+
+/** Masquerades traffic from the node's subnet leaving the cluster network, in one weft-owned table. */
+function ensureIpMasq(conf: NetConf, env: SubnetEnv): void {
+  const t = ipMasqTable(conf.name);
+  const rules = [
+    `add table ip ${t}`,
+    `delete table ip ${t}`,
+    `table ip ${t} {`,
+    `  chain postrouting {`,
+    `    type nat hook postrouting priority srcnat; policy accept;`,
+    `    ip saddr ${env.subnet.toString()} ip daddr != ${env.network.toString()} ip daddr != 224.0.0.0/4 masquerade comment "weft-cni ${conf.name} ipMasq"`,
+    `  }`,
+    `}`,
+  ].join('\n');
+  const r = exec('nft', ['-f', '-'], rules + '\n');
+  if (r.code !== 0)
+    throw new CniError(ERR.KERNEL, `cannot install the ipMasq rule (table ip ${t}): ${r.stderr.trim()}`);
+}
+
+function deleteHostVeth(name: string): void {
+  if (!localLinkNames().has(name)) return;
+  const r = ipBatch([`link del ${name}`]);
+  if (r.code !== 0 && !/Cannot find device|does not exist/.test(r.stderr)) {
+    throw new CniError(ERR.KERNEL, `cannot delete ${name}: ${r.stderr.trim()}`);
+  }
+}
+
+function podIfaceExists(netns: string, ifname: string): boolean {
+  return ipJson<IpLink[]>(['link', 'show', 'dev', ifname], netns) !== undefined;
+}
+
+// ---------------------------------------------------------------------------------------------- ADD
+
+export function cmdAdd(env: CniEnv, conf: NetConf, cniArgs: Map<string, string>): CniResult {
+  const netns = env.netns!;
+  const key: AttachmentKey = { containerId: env.containerId!, ifname: env.ifname! };
+  checkNetns(netns);
+  const senv = loadSubnetEnv(conf.subnetFile);
+  const mtu = conf.mtu ?? senv.mtu;
+  const hash = attachmentHash(key);
+  const veth = hostVethName(hash);
+  const gw = formatIPv4(senv.gateway);
+  const len = senv.subnet.len;
+
+  const bridge = ensureBridge(conf.bridge, senv, mtu);
+  const requested = requestedAddress(conf, cniArgs, senv.subnet);
+  const st = store(conf);
+  let fresh = false;
+  const pod = cniArgs.has('K8S_POD_NAME')
+    ? `${cniArgs.get('K8S_POD_NAMESPACE') ?? ''}/${cniArgs.get('K8S_POD_NAME')}`
+    : undefined;
+  const alloc = st.withLock(() => {
+    const all = st.list();
+    if (bridge.replaced.length > 0) {
+      const n = dropStale(st, all, senv.subnet);
+      if (n > 0) warn(`dropped ${n} allocation(s) of the previous subnet whose pods no longer exist`);
+    }
+    const mine = st.findByHash(hash, all);
+    // A repeated ADD of the same attachment (e.g. after a crash) keeps its address.
+    const reuse = mine.find(
+      (a) => senv.subnet.contains(a.ip) && (requested === undefined || a.ip === requested),
+    );
+    for (const a of mine) if (a !== reuse) st.remove(a);
+    if (reuse) return reuse;
+    const used = new Set(all.filter((a) => a.hash !== hash).map((a) => a.ip));
+    const ip = st.pick(senv.subnet, senv.gateway, used, requested);
+    fresh = true;
+    const rec: AllocationRecord = {
+      containerId: key.containerId,
+      ifname: key.ifname,
+      address: `${formatIPv4(ip)}/${len}`,
+      hostVeth: veth,
+      netns,
+      ...(pod && { pod }),
+      created: new Date().toISOString(),
+    };
+    return st.write(ip, hash, rec);
+  });
+  faultPoint('after-alloc');
+
+  const ip = formatIPv4(alloc.ip);
+  const podMac = conf.requestedMac ?? mac(0x0a, alloc.ip);
+  const hostMac = mac(0x0e, alloc.ip);
+  let hostCreated = false;
+  try {
+    const hostLines = [
+      `link add ${veth} mtu ${mtu} address ${hostMac} type veth peer name ${key.ifname} mtu ${mtu} address ${podMac} netns ${netns}`,
+      `link set ${veth} master ${conf.bridge}`,
+      ...(conf.hairpinMode ? [`link set ${veth} type bridge_slave hairpin on`] : []),
+      `link set ${veth} up`,
+    ];
+    let r = ipBatch(hostLines);
+    if (r.code !== 0 && r.failed[0] === 1 && /File exists/.test(r.stderr)) {
+      if (podIfaceExists(netns, key.ifname)) {
+        throw new CniError(
+          ERR.IFACE_EXISTS,
+          `interface ${key.ifname} already exists in ${netns}`,
+          'the runtime must DEL the attachment before adding it again',
+        );
+      }
+      // A host end left by an earlier, interrupted ADD of this attachment: replace it.
+      r = ipBatch([`link del ${veth}`, ...hostLines]);
+    }
+    if (r.code !== 0) {
+      hostCreated = true;
+      const line =
+        r.failed[0] !== undefined ? hostLines[Math.min(r.failed[0], hostLines.length) - 1] : undefined;
+      throw new CniError(
+        ERR.KERNEL,
+        `"ip ${line ?? hostLines[0]}" failed: ${r.stderr.replace(/Command failed.*\n?/g, '').trim()}`,
+      );
+    }
+    hostCreated = true;
+    faultPoint('after-host');
+
+    const network = senv.network;
+    const routes: ResultRoute[] = [];
+    if (network.len > 0 && !network.equals(senv.subnet)) routes.push({ dst: network.toString(), gw });
+    if (conf.isDefaultGateway) routes.push({ dst: '0.0.0.0/0', gw });
+    ipBatchOrThrow(
+      [
+        `addr add ${ip}/${len} broadcast + dev ${key.ifname}`,
+        `link set ${key.ifname} up`,
+        ...routes.map(
+          (rt) => `route add ${rt.dst === '0.0.0.0/0' ? 'default' : rt.dst} via ${rt.gw} dev ${key.ifname}`,
+        ),
+      ],
+      { netns },
+      'configuring the pod interface',
+    );
+    ensureSysctl('/proc/sys/net/ipv4/ip_forward', '1');
+    if (conf.ipMasq) ensureIpMasq(conf, senv);
+
+    const ours: CniResult = {
+      cniVersion: conf.cniVersion,
+      interfaces: [
+        { name: conf.bridge, mac: bridge.mac },
+        { name: veth, mac: hostMac },
+        { name: key.ifname, mac: podMac, sandbox: netns, mtu },
+      ],
+      ips: [{ address: `${ip}/${len}`, gateway: gw, interface: 2 }],
+      routes,
+      dns: conf.dns ?? {},
+    };
+    return mergePrevResult(conf.prevResult, ours);
+  } catch (e) {
+    // Undo this ADD's part; the record goes only if this ADD created it.
+    if (hostCreated) {
+      try {
+        deleteHostVeth(veth);
+      } catch {
+        /* DEL or GC will finish the job from the record */
+      }
+    }
+    if (fresh) {
+      try {
+        st.withLock(() => st.remove(alloc));
+      } catch {
+        /* likewise */
+      }
+    }
+    throw e;
+  }
+}
+
+/** When weft-cni is not first in a chain, its interfaces and addresses are appended to prevResult's. */
+function mergePrevResult(prev: Record<string, unknown> | undefined, ours: CniResult): CniResult {
+  if (!prev) return ours;
+  const pIfaces = Array.isArray(prev.interfaces) ? (prev.interfaces as ResultInterface[]) : [];
+  const pIps = Array.isArray(prev.ips) ? (prev.ips as ResultIp[]) : [];
+  const pRoutes = Array.isArray(prev.routes) ? (prev.routes as ResultRoute[]) : [];
+  const off = pIfaces.length;
+  return {
+    cniVersion: ours.cniVersion,
+    interfaces: [...pIfaces, ...ours.interfaces],
+    ips: [
+      ...pIps,
+      ...ours.ips.map((i) => ({ ...i, ...(i.interface !== undefined && { interface: i.interface + off }) })),
+    ],
+    routes: [...pRoutes, ...ours.routes],
+    dns:
+      typeof prev.dns === 'object' && prev.dns !== null && Object.keys(prev.dns).length > 0
+        ? (prev.dns as Dns)
+        : ours.dns,
+  };
+}
+
+/** The result in the shape of the requested spec version. */
+export function formatResult(r: CniResult, version: string): Record<string, unknown> {
+  const v1 = compareVersions(version, '1.0.0') >= 0;
+  const v11 = compareVersions(version, '1.1.0') >= 0;
+  return {
+    cniVersion: version,
+    interfaces: r.interfaces.map((i) => {
+      const o: ResultInterface = { name: i.name };
+      if (i.mac) o.mac = i.mac;
+      if (i.sandbox) o.sandbox = i.sandbox;
+      if (v11 && i.mtu !== undefined) o.mtu = i.mtu;
+      return o;
+    }),
+    // 0.3.x and 0.4.0 carry the IP version per address; 1.0.0 removed it.
+    ips: r.ips.map((i) => {
+      const o: ResultIp = v1
+        ? { address: i.address }
+        : { version: i.address.includes(':') ? '6' : '4', address: i.address };
+      if (i.gateway) o.gateway = i.gateway;
+      if (i.interface !== undefined) o.interface = i.interface;
+      return o;
+    }),
+    routes: r.routes,
+    dns: r.dns,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------- DEL
+
+/**
+ * Best effort and idempotent: deletes the host end of the veth pair (which takes the pod end with it,
+ * if the pod's namespace still exists) and releases the attachment's allocation. Needs neither the
+ * subnet file nor the pod's namespace.
+ */
+export function cmdDel(env: CniEnv, conf: NetConf): void {
+  const key: AttachmentKey = { containerId: env.containerId!, ifname: env.ifname! };
+  const hash = attachmentHash(key);
+  const st = store(conf);
+  const mine = st.findByHash(hash);
+  const veths = new Set([hostVethName(hash)]);
+  for (const a of mine) {
+    const v = st.read(a)?.hostVeth;
+    if (v && HOST_VETH_RE.test(v)) veths.add(v);
+  }
+  for (const v of veths) deleteHostVeth(v);
+  if (mine.length > 0) st.withLock(() => st.findByHash(hash).forEach((a) => st.remove(a)));
+}
+
+// -------------------------------------------------------------------------------------------- CHECK
+
+function normDst(d: string): string {
+  return d === 'default' ? '0.0.0.0/0' : d.includes('/') ? d : `${d}/32`;
+}
+
+export function cmdCheck(env: CniEnv, conf: NetConf): void {
+  const netns = env.netns!;
+  const key: AttachmentKey = { containerId: env.containerId!, ifname: env.ifname! };
+  const prev = conf.prevResult;
+  if (!prev)
+    throw new CniError(
+      ERR.INVALID_CONFIG,
+      'CHECK needs prevResult (the result of the ADD) in the network configuration',
+    );
+  checkNetns(netns);
+  const fail = (msg: string): never => {
+    throw new CniError(ERR.CHECK_FAILED, `CHECK ${key.containerId}/${key.ifname}: ${msg}`);
+  };
+  const ifaces = Array.isArray(prev.interfaces) ? (prev.interfaces as ResultInterface[]) : [];
+  const podIdx = ifaces.findIndex((i) => i.name === key.ifname && typeof i.sandbox === 'string');
+  if (podIdx < 0) fail(`prevResult lists no interface ${key.ifname} with a sandbox`);
+
+  // IP reservation
+  const hash = attachmentHash(key);
+  const st = store(conf);
+  const mine = st.findByHash(hash);
+  if (mine.length === 0) fail(`no address is reserved for this attachment in ${st.dir}`);
+
+  // Pod side: interface, addresses, routes.
+  const r = ipBatch([`addr show dev ${key.ifname}`, 'route show'], { netns, json: true, force: true });
+  const docs = r.stdout
+    .split('\n')
+    .filter((l) => l.trim().startsWith('['))
+    .map((l) => JSON.parse(l) as unknown[]);
+  if (r.failed.includes(1) || docs.length < 2) fail(`interface ${key.ifname} does not exist in ${netns}`);
+  const link = (docs[0] as IpLink[])[0];
+  const kroutes = docs[1] as IpRoute[];
+  if (!link) return fail(`interface ${key.ifname} does not exist in ${netns}`);
+  const want = ifaces[podIdx]!;
+  if (want.mac && link.address && want.mac.toLowerCase() !== link.address.toLowerCase()) {
+    fail(`interface ${key.ifname} has MAC ${link.address}, prevResult says ${want.mac}`);
+  }
+  if (want.mtu !== undefined && link.mtu !== want.mtu)
+    fail(`interface ${key.ifname} has MTU ${link.mtu}, prevResult says ${want.mtu}`);
+  if (!(link.flags ?? []).includes('UP')) fail(`interface ${key.ifname} is down`);
+  const ips = Array.isArray(prev.ips) ? (prev.ips as ResultIp[]) : [];
+  for (const ipc of ips) {
+    if (ipc.interface !== undefined && ipc.interface !== podIdx) continue;
+    if (ipc.address.includes(':')) continue;
+    const [a, p] = ipc.address.split('/');
+    if (
+      !(link.addr_info ?? []).some((x) => x.family === 'inet' && x.local === a && x.prefixlen === Number(p))
+    ) {
+      fail(`address ${ipc.address} is missing on ${key.ifname}`);
+    }
+    if (!mine.some((m) => formatIPv4(m.ip) === a))
+      fail(`address ${ipc.address} is not reserved for this attachment`);
+  }
+  const routes = Array.isArray(prev.routes) ? (prev.routes as ResultRoute[]) : [];
+  for (const rt of routes) {
+    if (rt.dst.includes(':')) continue;
+    const found = kroutes.some(
+      (k) => normDst(k.dst) === normDst(rt.dst) && (rt.gw === undefined || k.gateway === rt.gw),
+    );
+    if (!found) fail(`route to ${rt.dst}${rt.gw ? ` via ${rt.gw}` : ''} is missing in ${netns}`);
+  }
+
+  // Node side: the host end on the bridge, and the bridge with the gateway address.
+  const veth = ipJson<IpLink[]>(['link', 'show', 'dev', hostVethName(hash)])?.[0];
+  if (!veth) fail(`host interface ${hostVethName(hash)} does not exist`);
+  if (veth!.master !== conf.bridge)
+    fail(`host interface ${hostVethName(hash)} is not attached to ${conf.bridge}`);
+  const br = queryBridge(conf.bridge);
+  if (!br) fail(`bridge ${conf.bridge} does not exist`);
+  const gws = ips.map((i) => i.gateway).filter((g): g is string => typeof g === 'string' && !g.includes(':'));
+  for (const g of gws) {
+    if (!(br!.addr_info ?? []).some((x) => x.family === 'inet' && x.local === g))
+      fail(`bridge ${conf.bridge} does not have the gateway address ${g}`);
+  }
+}
+
+// ------------------------------------------------------------------------------------------- STATUS
+
+export function cmdStatus(conf: NetConf): void {
+  let senv: SubnetEnv;
+  try {
+    senv = loadSubnetEnv(conf.subnetFile);
+  } catch (e) {
+    const ce = e as CniError;
+    throw new CniError(ERR.NOT_AVAILABLE, ce.message, ce.details);
+  }
+  const used = store(conf)
+    .list()
+    .filter((a) => senv.subnet.contains(a.ip)).length;
+  const capacity = senv.subnet.size - 3; // network, gateway, broadcast
+  if (used >= capacity) {
+    throw new CniError(
+      ERR.NOT_AVAILABLE,
+      `no free address left in the node's subnet ${senv.subnet.toString()} (${used} allocated)`,
+    );
+  }
+}
+
+// ----------------------------------------------------------------------------------------------- GC
+
+/**
+ * Releases every allocation whose attachment is not in cni.dev/valid-attachments and deletes its host
+ * veth; also deletes weft host veths on the bridge that belong to no valid attachment (left by a DEL
+ * that failed half-way). Continues past errors and reports them all at the end.
+ */
+export function cmdGc(conf: NetConf): void {
+  const valid = new Set((conf.validAttachments ?? []).map((k) => attachmentHash(k)));
+  const st = store(conf);
+  const errors: string[] = [];
+  const stale: { a: Allocation; veth: string }[] = [];
+  for (const a of st.list()) {
+    if (valid.has(a.hash)) continue;
+    const rec = st.read(a);
+    stale.push({
+      a,
+      veth: rec?.hostVeth && HOST_VETH_RE.test(rec.hostVeth) ? rec.hostVeth : hostVethName(a.hash),
+    });
+  }
+  const validVeths = new Set([...valid].map((h) => hostVethName(h)));
+  const onBridge = ipJson<IpLink[]>(['link', 'show', 'master', conf.bridge]) ?? [];
+  const toDelete = new Set(stale.map((s) => s.veth));
+  for (const l of onBridge)
+    if (HOST_VETH_RE.test(l.ifname) && !validVeths.has(l.ifname)) toDelete.add(l.ifname);
+  const present = localLinkNames();
+  const lines = [...toDelete].filter((v) => present.has(v)).map((v) => `link del ${v}`);
+  const failedVeths = new Set<string>();
+  if (lines.length > 0) {
+    const r = ipBatch(lines, { force: true });
+    for (const n of r.failed) {
+      const v = lines[n - 1]!.slice('link del '.length);
+      if (localLinkNames().has(v)) {
+        failedVeths.add(v);
+        errors.push(`cannot delete ${v}`);
+      }
+    }
+  }
+  if (stale.length > 0) {
+    try {
+      st.withLock(() => {
+        for (const s of stale) {
+          if (failedVeths.has(s.veth)) continue; // keep the record so that a later GC retries
+          try {
+            st.remove(s.a);
+          } catch (e) {
+            errors.push((e as Error).message);
+          }
+        }
+      });
+    } catch (e) {
+      errors.push(describeError(e));
+    }
+  }
+  if (errors.length > 0)
+    throw new CniError(ERR.GC_INCOMPLETE, `GC left ${errors.length} stale resource(s)`, errors.join('; '));
+}
