@@ -10,8 +10,16 @@ import { agentGet } from './status-command.js';
  */
 export async function runDemo(opts: { name: string; keep: boolean }): Promise<number> {
   const out = (s = '') => process.stdout.write(s + '\n');
-  const spec = validateSpec({ name: opts.name, nodes: 3, podsPerNode: 2, underlay: 'flat', backend: 'vxlan' });
-  out(`== weft demo: ${spec.nodes} nodes x ${spec.podsPerNode} pods, ${spec.underlay} underlay, ${spec.backend}`);
+  const spec = validateSpec({
+    name: opts.name,
+    nodes: 3,
+    podsPerNode: 2,
+    underlay: 'flat',
+    backend: 'vxlan',
+  });
+  out(
+    `== weft demo: ${spec.nodes} nodes x ${spec.podsPerNode} pods, ${spec.underlay} underlay, ${spec.backend}`,
+  );
   let failures = 0;
   try {
     const t0 = performance.now();
@@ -22,8 +30,13 @@ export async function runDemo(opts: { name: string; keep: boolean }): Promise<nu
     for (const p of s.pods) out(`   pod  ${p.name.padEnd(5)} on ${p.node}  ${p.ip}`);
     failures += await pingMatrix(await readState(spec.name), 'vxlan');
     const n1 = (await readState(spec.name)).nodes[0]!;
-    const st = JSON.parse((await agentGet(join(n1.dir, 'agent.sock'), '/status')).body) as { peers: { subnet: string; publicIP: string; path: string }[]; podMtu: number };
-    out(`\n   node n1 sees ${st.peers.length} peers (pod MTU ${st.podMtu}): ${st.peers.map((p) => `${p.subnet} via ${p.path} to ${p.publicIP}`).join(', ')}`);
+    const st = JSON.parse((await agentGet(join(n1.dir, 'agent.sock'), '/status')).body) as {
+      peers: { subnet: string; publicIP: string; path: string }[];
+      podMtu: number;
+    };
+    out(
+      `\n   node n1 sees ${st.peers.length} peers (pod MTU ${st.podMtu}): ${st.peers.map((p) => `${p.subnet} via ${p.path} to ${p.publicIP}`).join(', ')}`,
+    );
     out('\n== switching the lab to host-gw');
     await labSwitchBackend(spec.name, 'host-gw', (m) => out(`   ${m}`));
     failures += await pingMatrix(await readState(spec.name), 'host-gw');
@@ -32,7 +45,11 @@ export async function runDemo(opts: { name: string; keep: boolean }): Promise<nu
       await labDown(spec.name, (m) => out(`\n   ${m}`));
     } else out(`\n   lab kept: weft lab status --name ${spec.name}; weft lab down --name ${spec.name}`);
   }
-  out(failures === 0 ? '\n== demo passed: every pod reached every other pod, with both backends' : `\n== demo FAILED: ${failures} unreachable pairs`);
+  out(
+    failures === 0
+      ? '\n== demo passed: every pod reached every other pod, with both backends'
+      : `\n== demo FAILED: ${failures} unreachable pairs`,
+  );
   return failures === 0 ? 0 : 1;
 }
 
@@ -45,7 +62,9 @@ async function pingMatrix(s: LabState, label: string): Promise<number> {
     const cells = await Promise.all(
       s.pods.map(async (b) => {
         if (a === b) return '  -   ';
-        const r = await run('ip', ['netns', 'exec', a.netns, 'ping', '-c', '1', '-W', '1', '-q', b.ip], { allowFailure: true });
+        const r = await run('ip', ['netns', 'exec', a.netns, 'ping', '-c', '1', '-W', '1', '-q', b.ip], {
+          allowFailure: true,
+        });
         if (r.code !== 0) bad++;
         return r.code === 0 ? (a.node === b.node ? ' ok=  ' : ' ok   ') : ' FAIL ';
       }),

@@ -53,7 +53,9 @@ program
 
 program
   .command('demo')
-  .description('quick start: build a 3-node lab, show pods reaching each other over vxlan and host-gw, remove it')
+  .description(
+    'quick start: build a 3-node lab, show pods reaching each other over vxlan and host-gw, remove it',
+  )
   .option('--name <name>', 'lab name', 'demo')
   .option('--keep', 'keep the lab afterwards')
   .action(async (o: { name: string; keep?: boolean }) => {

@@ -53,3 +53,24 @@ export async function allPairsFailures(
   }
   return failures;
 }
+
+/**
+ * Sends exactly `bytes` over one TCP connection from namespace `fromNs` to `toIp` in `toNs` (Node on
+ * both ends) and returns how many bytes the receiver counted when the sender closed.
+ */
+export async function tcpTransfer(
+  fromNs: string,
+  toNs: string,
+  toIp: string,
+  bytes: number,
+  port = 5201,
+): Promise<number> {
+  const server = `const n=require('net');let c=0;const s=n.createServer(k=>{k.on('data',d=>c+=d.length);k.on('end',()=>{console.log(c);process.exit(0)})});s.listen(${port},'0.0.0.0',()=>console.error('listening'));setTimeout(()=>process.exit(3),60000)`;
+  const client = `const n=require('net');const k=n.connect(${port},'${toIp}',()=>{const b=Buffer.alloc(65536,7);let left=${bytes};const w=()=>{while(left>0){const m=Math.min(left,b.length);left-=m;if(!k.write(b.subarray(0,m)))return k.once('drain',w)}k.end()};w()});k.on('error',e=>{console.error(e.message);process.exit(2)})`;
+  const srv = inNs(toNs, [process.execPath, '-e', server], { timeoutMs: 70_000 });
+  await new Promise((r) => setTimeout(r, 400));
+  const cli = await inNs(fromNs, [process.execPath, '-e', client], { timeoutMs: 60_000 });
+  if (cli.code !== 0) throw new Error(`transfer client failed: ${cli.stderr}`);
+  const r = await srv;
+  return Number(r.stdout.trim());
+}
