@@ -91,6 +91,8 @@ export class DataPlane {
       cmds.push(
         `link add ${name} address ${mac} mtu ${p.mtu} type vxlan id ${p.vni} local ${formatIPv4(p.local)} dev ${p.underlay} dstport ${p.port} nolearning`,
       );
+      // No IPv6 link-local address on the tunnel: it would only add kernel routes nobody uses.
+      cmds.push(`link set ${name} addrgenmode none`);
       this.log.info({ device: name, mac, vni: p.vni, port: p.port }, 'creating VXLAN device');
     } else if (link.mtu !== p.mtu) cmds.push(`link set ${name} mtu ${p.mtu}`);
     // The device holds <subnet>.0/32: the source for node→pod traffic, without broadcast routes.

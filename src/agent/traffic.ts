@@ -60,19 +60,35 @@ function rulesetText(r: TrafficRules): string {
   return lines.join('\n');
 }
 
+interface NftJson {
+  nftables: {
+    set?: { elem?: (string | { elem?: { val?: string } })[] };
+    counter?: { packets: number; bytes: number };
+  }[];
+}
+
 export class TrafficManager {
   private applied: string | undefined;
-  private peers: string | undefined;
+  private peers: string[] | undefined;
 
   constructor(private readonly log: Logger) {}
 
-  /** Installs the rules if they differ from what this process installed (a restart re-applies once). */
+  /**
+   * Installs the rules if they differ from what this process installed. The new table carries the
+   * current peer set and the drop counter over, so replacing it (e.g. on a restart) never drops a
+   * peer's packet and never resets the counter.
+   */
   async ensureRules(r: TrafficRules): Promise<void> {
     const text = rulesetText(r);
     if (text === this.applied) return;
-    // Keep the current peer set across the replacement so the overlay never drops a peer's packets.
-    const keep = this.peers !== undefined ? `add element ip ${NFT_TABLE} peers { ${this.peers} }\n` : '';
-    await run('nft', ['-f', '-'], { input: text + keep });
+    const existing = await this.readExisting();
+    if (this.peers === undefined) this.peers = existing.peers;
+    const counter = `counter foreign_overlay {\n    packets ${existing.packets} bytes ${existing.bytes}\n  }`;
+    const elems =
+      this.peers.length > 0 ? `add element ip ${NFT_TABLE} peers { ${this.peers.join(', ')} }\n` : '';
+    await run('nft', ['-f', '-'], {
+      input: text.replace(/counter foreign_overlay \{\n  \}/, counter) + elems,
+    });
     this.applied = text;
     this.log.info(
       { table: NFT_TABLE, ipMasq: r.ipMasq, overlayPort: r.overlayPort },
@@ -80,23 +96,37 @@ export class TrafficManager {
     );
   }
 
+  private async readExisting(): Promise<{ peers: string[]; packets: number; bytes: number }> {
+    const [set, ctr] = await Promise.all([
+      run('nft', ['-j', 'list', 'set', 'ip', NFT_TABLE, 'peers'], { allowFailure: true }),
+      run('nft', ['-j', 'list', 'counter', 'ip', NFT_TABLE, 'foreign_overlay'], { allowFailure: true }),
+    ]);
+    const peers: string[] = [];
+    if (set.code === 0) {
+      for (const e of (JSON.parse(set.stdout) as NftJson).nftables.find((x) => x.set)?.set?.elem ?? []) {
+        const v = typeof e === 'string' ? e : e.elem?.val;
+        if (v) peers.push(v);
+      }
+    }
+    const c =
+      ctr.code === 0
+        ? (JSON.parse(ctr.stdout) as NftJson).nftables.find((x) => x.counter)?.counter
+        : undefined;
+    return { peers: peers.sort(), packets: c?.packets ?? 0, bytes: c?.bytes ?? 0 };
+  }
+
   /** Replaces the set of addresses allowed to send to the overlay port, atomically. */
   async setPeers(ips: string[]): Promise<void> {
-    const elems = [...new Set(ips)].sort().join(', ');
-    if (elems === this.peers || this.applied === undefined) return;
-    const add = elems ? `add element ip ${NFT_TABLE} peers { ${elems} }\n` : '';
+    const want = [...new Set(ips)].sort();
+    if (this.applied === undefined || (this.peers && want.join() === this.peers.join())) return;
+    const add = want.length > 0 ? `add element ip ${NFT_TABLE} peers { ${want.join(', ')} }\n` : '';
     await run('nft', ['-f', '-'], { input: `flush set ip ${NFT_TABLE} peers\n${add}` });
-    this.peers = elems;
+    this.peers = want;
   }
 
   /** Packets dropped because they came to the overlay port from a non-peer. */
   async foreignDropped(): Promise<number> {
-    const r = await run('nft', ['-j', 'list', 'counter', 'ip', NFT_TABLE, 'foreign_overlay'], {
-      allowFailure: true,
-    });
-    if (r.code !== 0) return 0;
-    const j = JSON.parse(r.stdout) as { nftables: { counter?: { packets: number } }[] };
-    return j.nftables.find((x) => x.counter)?.counter?.packets ?? 0;
+    return (await this.readExisting()).packets;
   }
 
   async remove(): Promise<void> {

@@ -89,7 +89,7 @@ export async function readState(name: string): Promise<LabState> {
   }
 }
 
-async function writeState(s: LabState): Promise<void> {
+export async function writeState(s: LabState): Promise<void> {
   await writeFile(join(labDir(s.name), 'state.json'), JSON.stringify(s, null, 2));
 }
 
@@ -194,23 +194,44 @@ interface Topology {
   nodes: Omit<NodeState, 'agentPid' | 'dir'>[];
 }
 
+type NodePlan = Omit<NodeState, 'agentPid' | 'dir'>;
+
+/** Node i (0-based); on a routed underlay nodes alternate between the two subnets. */
+function nodePlan(spec: LabSpec, i: number): NodePlan {
+  const k = spec.underlay === 'routed' ? i % 2 : 0;
+  const net = `198.18.${k}`;
+  return {
+    name: `n${i + 1}`,
+    netns: nsName(spec.name, `n${i + 1}`),
+    publicIP: `${net}.${11 + i}`,
+    underlaySubnet: `${net}.0/24`,
+  };
+}
+
+const hostCmds = (ip: string, plen: number, gwIp: string | undefined, dev = 'eth0') => [
+  'link set lo up',
+  `addr add ${ip}/${plen} dev ${dev}`,
+  `link set ${dev} up`,
+  ...(gwIp ? [`route add default via ${gwIp}`] : []),
+];
+// How a node is cabled: a veth from its eth0 to a port of its segment's bridge in the switch namespace.
+const nodeCable = (spec: LabSpec, x: NodePlan) =>
+  `link add eth0 netns ${x.netns} mtu ${spec.mtu} type veth peer name ${x.name} netns ${nsName(spec.name, 'sw')} mtu ${spec.mtu}`;
+const nodeSwitchCmds = (x: NodePlan) => [
+  `link set ${x.name} master ${x.underlaySubnet.startsWith('198.18.1.') ? 'br1' : 'br0'}`,
+  `link set ${x.name} up`,
+];
+const nodeHostCmds = (x: NodePlan) =>
+  hostCmds(x.publicIP, 24, `${x.publicIP.split('.').slice(0, 3).join('.')}.1`);
+
 async function buildUnderlay(spec: LabSpec, j: Journal): Promise<Topology> {
   const n = (role: string) => nsName(spec.name, role);
-  const routed = spec.underlay === 'routed';
-  const subnets = routed ? ['198.18.0', '198.18.1'] : ['198.18.0'];
+  const subnets = spec.underlay === 'routed' ? ['198.18.0', '198.18.1'] : ['198.18.0'];
   const sw = n('sw');
   const gw = n('gw');
   const ext = n('ext');
   const etcdNs = n('etcd');
-  const nodes = Array.from({ length: spec.nodes }, (_, i) => {
-    const k = routed ? i % 2 : 0;
-    return {
-      name: `n${i + 1}`,
-      netns: n(`n${i + 1}`),
-      publicIP: `${subnets[k]}.${11 + i}`,
-      underlaySubnet: `${subnets[k]}.0/24`,
-    };
-  });
+  const nodes = Array.from({ length: spec.nodes }, (_, i) => nodePlan(spec, i));
   const all = [sw, gw, ext, etcdNs, ...nodes.map((x) => x.netns)];
   for (const ns of all) await j.record({ kind: 'netns', name: ns });
   // Namespaces and cables from outside (links are created directly inside their namespaces).
@@ -221,7 +242,7 @@ async function buildUnderlay(spec: LabSpec, j: Journal): Promise<Topology> {
   cable(etcdNs, 'eth0', sw, 'etcd');
   subnets.forEach((_, k) => cable(gw, `eth${k}`, sw, `gw${k}`));
   cable(gw, 'ext0', ext, 'eth0');
-  for (const x of nodes) cable(x.netns, 'eth0', sw, x.name);
+  root.push(...nodes.map((x) => nodeCable(spec, x)));
   await ipIn(undefined, root, 'cannot create the lab namespaces');
 
   const swCmds = subnets.flatMap((_, k) => [
@@ -230,15 +251,7 @@ async function buildUnderlay(spec: LabSpec, j: Journal): Promise<Topology> {
     `link set gw${k} master br${k}`,
     `link set gw${k} up`,
   ]);
-  swCmds.push('link set etcd master br0', 'link set etcd up');
-  for (const [i, x] of nodes.entries())
-    swCmds.push(`link set ${x.name} master br${routed ? i % 2 : 0}`, `link set ${x.name} up`);
-  const host = (ip: string, plen: number, gwIp: string | undefined, dev = 'eth0') => [
-    'link set lo up',
-    `addr add ${ip}/${plen} dev ${dev}`,
-    `link set ${dev} up`,
-    ...(gwIp ? [`route add default via ${gwIp}`] : []),
-  ];
+  swCmds.push('link set etcd master br0', 'link set etcd up', ...nodes.flatMap(nodeSwitchCmds));
   await Promise.all([
     ipIn(sw, swCmds, 'cannot build the lab switch'),
     ipIn(
@@ -253,17 +266,11 @@ async function buildUnderlay(spec: LabSpec, j: Journal): Promise<Topology> {
     ),
     ipIn(
       ext,
-      [...host(EXTERNAL_IP, 24, undefined), 'route add 198.18.0.0/16 via 198.19.0.1'],
+      [...hostCmds(EXTERNAL_IP, 24, undefined), 'route add 198.18.0.0/16 via 198.19.0.1'],
       'cannot build the external host',
     ),
-    ipIn(etcdNs, host(ETCD_IP, 24, '198.18.0.1'), 'cannot build the etcd host'),
-    ...nodes.map((x) =>
-      ipIn(
-        x.netns,
-        host(x.publicIP, 24, `${x.publicIP.split('.').slice(0, 3).join('.')}.1`),
-        `cannot build node ${x.name}`,
-      ),
-    ),
+    ipIn(etcdNs, hostCmds(ETCD_IP, 24, '198.18.0.1'), 'cannot build the etcd host'),
+    ...nodes.map((x) => ipIn(x.netns, nodeHostCmds(x), `cannot build node ${x.name}`)),
   ]);
   await Promise.all([
     sysctlIn(gw, { 'net.ipv4.ip_forward': '1' }),
@@ -340,47 +347,130 @@ export async function waitReady(node: NodeState, timeoutMs = 60_000): Promise<vo
 }
 
 async function attachPods(state: LabState, j: Journal): Promise<void> {
-  const pods: PodState[] = [];
-  for (const node of state.nodes) {
-    for (let p = 1; p <= state.spec.podsPerNode; p++) {
-      pods.push({
-        name: `${node.name}p${p}`,
-        node: node.name,
-        netns: nsName(state.name, `${node.name}p${p}`),
-        ip: '',
-        containerId: `${state.name}-${node.name}p${p}`,
-      });
-    }
-  }
+  await Promise.all(state.nodes.map((node) => attachPodsTo(state, node, state.spec.podsPerNode, j)));
+}
+
+/** Creates `count` more pods on a node and attaches them through weft-cni, one after another (one runtime per node). */
+export async function attachPodsTo(
+  state: LabState,
+  node: NodeState,
+  count: number,
+  j: Journal,
+): Promise<PodState[]> {
+  const first = state.pods.filter((p) => p.node === node.name).length + 1;
+  const pods: PodState[] = Array.from({ length: count }, (_, i) => {
+    const name = `${node.name}p${first + i}`;
+    return {
+      name,
+      node: node.name,
+      netns: nsName(state.name, name),
+      ip: '',
+      containerId: `${state.name}-${name}`,
+    };
+  });
+  if (pods.length === 0) return [];
   for (const p of pods) await j.record({ kind: 'netns', name: p.netns });
   await ipIn(
     undefined,
     pods.map((p) => `netns add ${p.netns}`),
     'cannot create pod namespaces',
   );
-  await Promise.all(pods.map((p) => ipIn(p.netns, ['link set lo up'], 'pod loopback')));
-  // One runtime per node attaches its pods one after another; nodes proceed in parallel.
-  await Promise.all(
-    state.nodes.map(async (node) => {
-      for (const p of pods.filter((x) => x.node === node.name)) {
-        const res = await invokeCni({
-          plugin: CNI_PLUGIN,
-          command: 'ADD',
-          containerId: p.containerId,
-          netns: `/run/netns/${p.netns}`,
-          ifname: 'eth0',
-          config: cniConfig(node),
-          hostNetns: node.netns,
-        });
-        const ips = res.ips as { address: string }[] | undefined;
-        const ifs = res.interfaces as { name: string; sandbox?: string }[] | undefined;
-        if (!ips?.[0]) throw new WeftError(`weft-cni ADD for ${p.name} returned no address`);
-        p.ip = ips[0].address.split('/')[0]!;
-        p.hostVeth = ifs?.find((i) => !i.sandbox && i.name !== 'weft0')?.name;
-      }
-    }),
+  for (const p of pods) {
+    await ipIn(p.netns, ['link set lo up'], 'pod loopback');
+    const res = await invokeCni({
+      plugin: CNI_PLUGIN,
+      command: 'ADD',
+      containerId: p.containerId,
+      netns: `/run/netns/${p.netns}`,
+      ifname: 'eth0',
+      config: cniConfig(node),
+      hostNetns: node.netns,
+    });
+    const ips = res.ips as { address: string }[] | undefined;
+    const ifs = res.interfaces as { name: string; sandbox?: string }[] | undefined;
+    if (!ips?.[0]) throw new WeftError(`weft-cni ADD for ${p.name} returned no address`);
+    p.ip = ips[0].address.split('/')[0]!;
+    p.hostVeth = ifs?.find((i) => !i.sandbox && i.name !== 'weft0')?.name;
+    state.pods.push(p);
+  }
+  return pods;
+}
+
+/** Adds a node to a running lab and starts its agent; unless told not to wait, waits for it and attaches pods. */
+export async function labAddNode(
+  name: string,
+  opts: { pods?: number; waitForReady?: boolean } = {},
+): Promise<NodeState> {
+  const s = await readState(name);
+  const j = new Journal(labDir(name));
+  const plan = nodePlan(s.spec, s.nodes.length);
+  await j.record({ kind: 'netns', name: plan.netns });
+  await ipIn(
+    undefined,
+    [`netns add ${plan.netns}`, nodeCable(s.spec, plan)],
+    `cannot create node ${plan.name}`,
   );
-  state.pods = pods;
+  await ipIn(s.switchNetns, nodeSwitchCmds(plan), `cannot plug node ${plan.name}`);
+  await ipIn(plan.netns, nodeHostCmds(plan), `cannot build node ${plan.name}`);
+  const node: NodeState = { ...plan, agentPid: 0, dir: join(labDir(name), 'nodes', plan.name) };
+  node.agentPid = await startAgent(s, node, j);
+  s.nodes.push(node);
+  s.spec = { ...s.spec, nodes: s.nodes.length };
+  await writeState(s);
+  if (opts.waitForReady !== false) {
+    await waitReady(node);
+    await attachPodsTo(s, node, opts.pods ?? s.spec.podsPerNode, j);
+    await writeState(s);
+  }
+  return node;
+}
+
+/** Attaches pods to a node of a running lab (e.g. one that joined without waiting). */
+export async function labAttachPods(name: string, nodeName: string, count: number): Promise<PodState[]> {
+  const s = await readState(name);
+  const node = s.nodes.find((n) => n.name === nodeName);
+  if (!node) throw new WeftError(`lab ${name} has no node ${nodeName}`);
+  const pods = await attachPodsTo(s, node, count, new Journal(labDir(name)));
+  await writeState(s);
+  return pods;
+}
+
+/** Stops or starts the lab's etcd (same data directory), to rehearse an outage. */
+export async function labEtcd(name: string, action: 'stop' | 'start'): Promise<void> {
+  const s = await readState(name);
+  if (action === 'stop') return killAll([s.etcd.pid]);
+  const e = await startEtcd({ dir: join(labDir(name), 'etcd'), host: ETCD_IP, netns: s.etcd.netns! });
+  await new Journal(labDir(name)).record({ kind: 'process', pid: e.pid, what: 'etcd' });
+  s.etcd.pid = e.pid;
+  await writeState(s);
+}
+
+/** Kills a node's agent (SIGKILL: a crash; SIGTERM: a clean stop) and, unless told otherwise, starts it again. */
+export async function labRestartAgent(
+  name: string,
+  nodeName: string,
+  opts: { signal?: 'SIGKILL' | 'SIGTERM'; start?: boolean } = {},
+): Promise<NodeState> {
+  const s = await readState(name);
+  const node = s.nodes.find((n) => n.name === nodeName);
+  if (!node) throw new WeftError(`lab ${name} has no node ${nodeName}`);
+  if (node.agentPid) {
+    try {
+      process.kill(node.agentPid, opts.signal ?? 'SIGKILL');
+    } catch {
+      /* already gone */
+    }
+    const deadline = Date.now() + 10_000;
+    while ((await cmdline(node.agentPid)) !== undefined && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 50));
+    node.agentPid = 0;
+  }
+  if (opts.start !== false) {
+    node.agentPid = await startAgent(s, node, new Journal(labDir(name)));
+    await writeState(s);
+    await waitReady(node);
+  } else await writeState(s);
+  return node;
 }
 
 // ------------------------------------------------------------------------------------------- down

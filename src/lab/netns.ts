@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { batch } from '../kernel/iproute.js';
 import { run } from '../util/exec.js';
@@ -64,8 +65,8 @@ export async function destroyNetns(ns: string): Promise<void> {
 export async function killAll(pids: number[], graceMs = 3000): Promise<void> {
   const alive = (p: number) => {
     try {
-      process.kill(p, 0);
-      return true;
+      const stat = readFileSync(`/proc/${p}/stat`, 'utf8');
+      return !stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z');
     } catch {
       return false;
     }
@@ -88,9 +89,11 @@ export async function killAll(pids: number[], graceMs = 3000): Promise<void> {
   }
 }
 
-/** The command line of a process, or undefined when it does not exist. */
+/** The command line of a live process, or undefined when it does not exist or is a zombie. */
 export async function cmdline(pid: number): Promise<string | undefined> {
   try {
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+    if (stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z')) return undefined; // exited, not yet reaped
     return (await readFile(`/proc/${pid}/cmdline`, 'utf8')).replace(/\0/g, ' ').trim();
   } catch {
     return undefined;

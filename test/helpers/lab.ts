@@ -74,3 +74,45 @@ export async function tcpTransfer(
   const r = await srv;
   return Number(r.stdout.trim());
 }
+
+/** The address a TCP server in `toNs` sees as the peer of a connection from `fromNs` (to spot masquerade). */
+export async function seenSource(fromNs: string, toNs: string, toIp: string, port = 5202): Promise<string> {
+  const server = `const n=require('net');const s=n.createServer(k=>{console.log(k.remoteAddress);k.end();process.exit(0)});s.listen(${port},'0.0.0.0');setTimeout(()=>process.exit(3),20000)`;
+  const srv = inNs(toNs, [process.execPath, '-e', server], { timeoutMs: 25_000 });
+  await new Promise((r) => setTimeout(r, 400));
+  const cli = await inNs(
+    fromNs,
+    [
+      process.execPath,
+      '-e',
+      `require('net').connect(${port},'${toIp}').on('error',()=>process.exit(2)).resume()`,
+    ],
+    { timeoutMs: 20_000 },
+  );
+  void cli;
+  return (await srv).stdout.trim().replace(/^::ffff:/, '');
+}
+
+/** Polls `fn` until it returns true or `timeoutMs` passes; returns whether it became true. */
+export async function eventually(
+  fn: () => Promise<boolean>,
+  timeoutMs = 15_000,
+  everyMs = 200,
+): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await fn()) return true;
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+  return fn();
+}
+
+export function etcdctl(state: { etcd: { netns: string | null; endpoints: string[] } }, args: string[]) {
+  return inNs(state.etcd.netns!, [
+    'env',
+    'ETCDCTL_API=3',
+    'etcdctl',
+    `--endpoints=${state.etcd.endpoints[0]}`,
+    ...args,
+  ]);
+}
