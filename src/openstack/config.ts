@@ -16,7 +16,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { inspect } from 'node:util';
-import { parseDocument } from 'yaml';
+import { LineCounter, parseDocument } from 'yaml';
 import { CloudConfigError } from './errors.js';
 import type { TlsOptions } from './http.js';
 
@@ -110,10 +110,11 @@ function readYaml(path: string, what: string): Obj {
       'check the file and its permissions',
     );
   }
-  const doc = parseDocument(text, { prettyErrors: false });
+  const lineCounter = new LineCounter();
+  const doc = parseDocument(text, { prettyErrors: false, lineCounter });
   const err = doc.errors[0];
   if (err) {
-    const pos = err.linePos?.[0];
+    const pos = lineCounter.linePos(err.pos[0]);
     const where = pos ? `:${pos.line}:${pos.col}` : '';
     const msg = err.message.split('\n')[0] ?? err.message;
     throw new CloudConfigError(
