@@ -28,7 +28,13 @@
 import { Cidr, parseIPv4 } from '../util/ipv4.js';
 import { NeutronApiError } from '../openstack/errors.js';
 import { silentLogger, type Logger, type NeutronClient } from '../openstack/neutron.js';
-import { ROUTER_INTERFACE_OWNERS, type AddressPair, type Port, type Route, type Router } from '../openstack/types.js';
+import {
+  ROUTER_INTERFACE_OWNERS,
+  type AddressPair,
+  type Port,
+  type Route,
+  type Router,
+} from '../openstack/types.js';
 import { sleep, type OwnershipStore } from './ownership.js';
 import {
   AddressPairAndPortSecurityRequired,
@@ -73,7 +79,13 @@ export interface NeutronProviderOptions {
   log?: Logger;
 }
 
-const RELEVANT = ['allowed-address-pairs', 'port-security', 'extraroute', 'extraroute-atomic', 'revision-if-match'];
+const RELEVANT = [
+  'allowed-address-pairs',
+  'port-security',
+  'extraroute',
+  'extraroute-atomic',
+  'revision-if-match',
+];
 interface RouteRecord {
   cluster: string;
   node: string;
@@ -112,7 +124,9 @@ export class NeutronRouteProvider implements CloudRouteProvider {
   // ------------------------------------------------------------------------------- init
   async init(): Promise<CloudCapabilities> {
     const disabled = new Set(this.#o.disableExtensions ?? []);
-    const have = new Set((await this.#client.listExtensions()).map((e) => e.alias).filter((a) => !disabled.has(a)));
+    const have = new Set(
+      (await this.#client.listExtensions()).map((e) => e.alias).filter((a) => !disabled.has(a)),
+    );
     const extensions = Object.fromEntries(RELEVANT.map((a) => [a, have.has(a)]));
     const notes: string[] = [];
     if (disabled.size) notes.push(`treating extensions as absent: ${[...disabled].join(', ')}`);
@@ -122,7 +136,10 @@ export class NeutronRouteProvider implements CloudRouteProvider {
       port.fixed_ips.find((f) => f.ip_address === this.#o.publicIp) ??
       port.fixed_ips.find((f) => parseIPv4(f.ip_address) !== undefined);
     if (!fixed) {
-      throw new NodePortNotFound(`port ${port.id} has no IPv4 fixed IP`, 'weft routes IPv4 pod subnets: give the node an IPv4 address');
+      throw new NodePortNotFound(
+        `port ${port.id} has no IPv4 fixed IP`,
+        'weft routes IPv4 pod subnets: give the node an IPv4 address',
+      );
     }
     const subnet = await this.#client.getSubnet(fixed.subnet_id);
     let mtu: number | undefined;
@@ -137,20 +154,30 @@ export class NeutronRouteProvider implements CloudRouteProvider {
     let antiSpoofing: CloudCapabilities['antiSpoofing'];
     if (port.port_security_enabled === false) {
       antiSpoofing = 'not-needed';
-      notes.push(`port security is off on port ${port.id}: no address pairs needed (and no security groups apply)`);
+      notes.push(
+        `port security is off on port ${port.id}: no address pairs needed (and no security groups apply)`,
+      );
     } else if (have.has('allowed-address-pairs')) antiSpoofing = 'address-pairs';
     else {
       antiSpoofing = 'unavailable';
-      notes.push('port security is on but the cloud has no allowed-address-pairs: routed pod traffic would be dropped');
+      notes.push(
+        'port security is on but the cloud has no allowed-address-pairs: routed pod traffic would be dropped',
+      );
     }
 
     const router = await this.#findRouter(subnet.id, subnet.gateway_ip, notes);
     let routes: CloudCapabilities['routes'] = 'unavailable';
-    if (!router) notes.push(`no router serves subnet ${subnet.cidr}: peers on other subnets must be encapsulated`);
+    if (!router)
+      notes.push(`no router serves subnet ${subnet.cidr}: peers on other subnets must be encapsulated`);
     else if (have.has('extraroute-atomic')) routes = 'atomic';
     else if (have.has('extraroute')) {
       routes = 'locked-replace';
-      notes.push('no extraroute-atomic: route updates replace the whole list under a lock' + (have.has('revision-if-match') ? ' and a revision guard' : ' (no revision guard: writers outside weft may race)'));
+      notes.push(
+        'no extraroute-atomic: route updates replace the whole list under a lock' +
+          (have.has('revision-if-match')
+            ? ' and a revision guard'
+            : ' (no revision guard: writers outside weft may race)'),
+      );
     } else notes.push('the cloud has no extraroute extension: the router cannot carry pod subnets');
 
     this.#caps = {
@@ -186,12 +213,13 @@ export class NeutronRouteProvider implements CloudRouteProvider {
     let ports = (await this.#client.listPorts({ ipAddress: publicIp })).filter((p) =>
       p.fixed_ips.some((f) => f.ip_address === publicIp),
     );
-    if (ports.length > 1 && mac) ports = ports.filter((p) => p.mac_address.toLowerCase() === mac.toLowerCase());
+    if (ports.length > 1 && mac)
+      ports = ports.filter((p) => p.mac_address.toLowerCase() === mac.toLowerCase());
     if (ports.length === 1) return ports[0]!;
     if (ports.length > 1) {
       throw new NodePortNotFound(
         `${ports.length} Neutron ports have fixed IP ${publicIp} (${ports.map((p) => p.id).join(', ')})`,
-        'overlapping networks: pass the node\'s MAC or the port ID explicitly',
+        "overlapping networks: pass the node's MAC or the port ID explicitly",
       );
     }
     if (mac) {
@@ -209,19 +237,27 @@ export class NeutronRouteProvider implements CloudRouteProvider {
     }
     throw new NodePortNotFound(
       `no Neutron port has fixed IP ${publicIp}${mac ? ` or MAC ${mac}` : ''}`,
-      'check the node\'s public IP (--public-ip / the interface), and that the credentials belong to the VM\'s project (other projects\' ports are invisible)',
+      "check the node's public IP (--public-ip / the interface), and that the credentials belong to the VM's project (other projects' ports are invisible)",
     );
   }
 
-  async #findRouter(subnetId: string, gatewayIp: string | null, notes: string[]): Promise<CloudRouterInfo | undefined> {
+  async #findRouter(
+    subnetId: string,
+    gatewayIp: string | null,
+    notes: string[],
+  ): Promise<CloudRouterInfo | undefined> {
     let routerId = this.#o.routerId;
     if (!routerId) {
       const ifaces = await this.#client.listPorts({ subnetId, deviceOwner: ROUTER_INTERFACE_OWNERS });
       const ids = [...new Set(ifaces.map((p) => p.device_id))];
       if (ids.length > 1) {
-        const gw = ifaces.find((p) => p.fixed_ips.some((f) => f.subnet_id === subnetId && f.ip_address === gatewayIp));
+        const gw = ifaces.find((p) =>
+          p.fixed_ips.some((f) => f.subnet_id === subnetId && f.ip_address === gatewayIp),
+        );
         if (!gw) {
-          notes.push(`several routers serve the node's subnet (${ids.join(', ')}) and none is its gateway: set routerId`);
+          notes.push(
+            `several routers serve the node's subnet (${ids.join(', ')}) and none is its gateway: set routerId`,
+          );
           return undefined;
         }
         notes.push(`several routers serve the node's subnet; using the gateway ${gw.device_id}`);
@@ -230,7 +266,10 @@ export class NeutronRouteProvider implements CloudRouteProvider {
     }
     if (!routerId) return undefined;
     const router = await this.#client.getRouter(routerId);
-    const ifaces = await this.#client.listPorts({ deviceId: router.id, deviceOwner: ROUTER_INTERFACE_OWNERS });
+    const ifaces = await this.#client.listPorts({
+      deviceId: router.id,
+      deviceOwner: ROUTER_INTERFACE_OWNERS,
+    });
     const ipBySubnet = new Map<string, string>();
     for (const p of ifaces) for (const f of p.fixed_ips) ipBySubnet.set(f.subnet_id, f.ip_address);
     const subnets = (await this.#client.listSubnets([...ipBySubnet.keys()]))
@@ -246,7 +285,12 @@ export class NeutronRouteProvider implements CloudRouteProvider {
   }
 
   capabilities(): CloudCapabilities {
-    if (!this.#caps) throw new CloudProviderError('NotInitialised', 'the Neutron provider was used before init()', 'call init() first');
+    if (!this.#caps)
+      throw new CloudProviderError(
+        'NotInitialised',
+        'the Neutron provider was used before init()',
+        'call init() first',
+      );
     return this.#caps;
   }
 
@@ -255,7 +299,8 @@ export class NeutronRouteProvider implements CloudRouteProvider {
     const ip = parseIPv4(peerIp);
     if (ip === undefined) return 'none';
     if (this.#nodeSubnet?.contains(ip)) return 'same-subnet';
-    if (caps.router && caps.routes !== 'unavailable' && this.#routerSubnets.some((c) => c.contains(ip))) return 'cloud-router';
+    if (caps.router && caps.routes !== 'unavailable' && this.#routerSubnets.some((c) => c.contains(ip)))
+      return 'cloud-router';
     return 'none';
   }
 
@@ -268,7 +313,8 @@ export class NeutronRouteProvider implements CloudRouteProvider {
     const caps = this.capabilities();
     const cidr = strictCidr(podCidr, 'pod subnet');
     if (caps.antiSpoofing === 'not-needed') return 'not-needed';
-    if (caps.antiSpoofing === 'unavailable') throw new CloudExtensionMissing('allowed-address-pairs', 'let the node\'s port carry pod addresses');
+    if (caps.antiSpoofing === 'unavailable')
+      throw new CloudExtensionMissing('allowed-address-pairs', "let the node's port carry pod addresses");
     const portId = caps.node.portId;
     return this.#mutex.run(`port:${portId}`, async () => {
       const key = this.#pairKey(portId, cidr, this.#o.node);
@@ -288,7 +334,10 @@ export class NeutronRouteProvider implements CloudRouteProvider {
         const covering = pairs.find((p) => (p.mac_address ?? mac) === mac && covers(p.ip_address, cidr));
         if (covering) {
           if (recorded) await this.#store.delete(key);
-          this.#log.info({ port: portId, cidr, by: covering.ip_address }, 'pod subnet already covered by an address pair weft does not own');
+          this.#log.info(
+            { port: portId, cidr, by: covering.ip_address },
+            'pod subnet already covered by an address pair weft does not own',
+          );
           return 'covered';
         }
         if (!recorded) {
@@ -310,7 +359,12 @@ export class NeutronRouteProvider implements CloudRouteProvider {
           }
           if (!owned) await this.#store.delete(key);
           if (isType(e, 'AllowedAddressPairExhausted')) {
-            throw new AllowedAddressPairExhausted(portId, pairs.length, (e as NeutronApiError).neutronMessage, e);
+            throw new AllowedAddressPairExhausted(
+              portId,
+              pairs.length,
+              (e as NeutronApiError).neutronMessage,
+              e,
+            );
           }
           if (isType(e, 'AddressPairAndPortSecurityRequired')) {
             const again = await this.#client.getPort(portId);
@@ -320,8 +374,14 @@ export class NeutronRouteProvider implements CloudRouteProvider {
             }
             throw new AddressPairAndPortSecurityRequired(portId, (e as NeutronApiError).neutronMessage, e);
           }
-          if (e instanceof NeutronApiError && /Unrecognized attribute.*allowed_address_pairs/.test(e.neutronMessage)) {
-            throw new CloudExtensionMissing('allowed-address-pairs', 'let the node\'s port carry pod addresses');
+          if (
+            e instanceof NeutronApiError &&
+            /Unrecognized attribute.*allowed_address_pairs/.test(e.neutronMessage)
+          ) {
+            throw new CloudExtensionMissing(
+              'allowed-address-pairs',
+              "let the node's port carry pod addresses",
+            );
           }
           throw e;
         }
@@ -353,7 +413,11 @@ export class NeutronRouteProvider implements CloudRouteProvider {
         const keep = pairs.filter((p) => !samePair(p, cidr, mac ?? port.mac_address, port.mac_address));
         if (keep.length === pairs.length) break;
         try {
-          await this.#client.setAllowedAddressPairs(portId, keep, this.#caps?.revisionGuard ? port.revision_number : undefined);
+          await this.#client.setAllowedAddressPairs(
+            portId,
+            keep,
+            this.#caps?.revisionGuard ? port.revision_number : undefined,
+          );
           this.#log.info({ port: portId, cidr, node, attempt }, 'allowed address pair removed');
           break;
         } catch (e) {
@@ -412,12 +476,16 @@ export class NeutronRouteProvider implements CloudRouteProvider {
       const destination = strictCidr(r.destination, 'route destination');
       const hop = parseIPv4(r.nexthop);
       if (hop === undefined) {
-        throw new CloudProviderError('InvalidRoute', `route next hop "${r.nexthop}" is not an IPv4 address`, 'use the node\'s IPv4 address');
+        throw new CloudProviderError(
+          'InvalidRoute',
+          `route next hop "${r.nexthop}" is not an IPv4 address`,
+          "use the node's IPv4 address",
+        );
       }
       if (!this.#routerSubnets.some((c) => c.contains(hop))) {
         throw new NoCloudRouter(
           `next hop ${r.nexthop} of ${destination} is not on a subnet attached to router ${this.#caps?.router?.id}`,
-          'only nodes on subnets of this node\'s router can be reached through it: encapsulate to the others',
+          "only nodes on subnets of this node's router can be reached through it: encapsulate to the others",
         );
       }
       const route = { destination, nexthop: r.nexthop };
@@ -472,13 +540,21 @@ export class NeutronRouteProvider implements CloudRouteProvider {
           for (const k of newRecords) await this.#store.delete(k);
           if (isType(e, 'RoutesExhausted')) {
             const now = await this.#client.getRouter(router.id).catch(() => current);
-            throw new RoutesExhausted(router.id, now.routes.length, toAdd.length, (e as NeutronApiError).neutronMessage, e);
+            throw new RoutesExhausted(
+              router.id,
+              now.routes.length,
+              toAdd.length,
+              (e as NeutronApiError).neutronMessage,
+              e,
+            );
           }
           throw e;
         }
       }
     });
-    return routes.map((r) => results.get(routeId({ destination: strictCidr(r.destination, 'route'), nexthop: r.nexthop }))!);
+    return routes.map((r) =>
+      results.get(routeId({ destination: strictCidr(r.destination, 'route'), nexthop: r.nexthop }))!,
+    );
   }
 
   async removeRoutes(routes: readonly CloudRoute[]): Promise<void> {
@@ -507,7 +583,10 @@ export class NeutronRouteProvider implements CloudRouteProvider {
       const after = await this.#owners(routerId);
       const readd = mineOnly.filter((r) => (after.get(routeId(r)) ?? []).length > 0);
       if (readd.length) {
-        this.#log.info({ router: routerId, routes: readd }, 're-adding routes another owner claimed meanwhile');
+        this.#log.info(
+          { router: routerId, routes: readd },
+          're-adding routes another owner claimed meanwhile',
+        );
         await this.#addRoutes(routerId, readd);
       }
     });
@@ -556,7 +635,14 @@ export class NeutronRouteProvider implements CloudRouteProvider {
 
   #routeRecord(routerId: string, r: Route): RouteRecord {
     const { cluster, node } = this.#o;
-    return { cluster, node, routerId, destination: r.destination, nexthop: r.nexthop, createdAt: new Date().toISOString() };
+    return {
+      cluster,
+      node,
+      routerId,
+      destination: r.destination,
+      nexthop: r.nexthop,
+      createdAt: new Date().toISOString(),
+    };
   }
 
   // ------------------------------------------------------------------------------- ownership
@@ -607,7 +693,11 @@ export class NeutronRouteProvider implements CloudRouteProvider {
         ipAddress: p.ipAddress,
         node: p.node,
         cluster: p.cluster,
-        present: !!port && (port.allowed_address_pairs ?? []).some((x) => samePair(x, p.ipAddress, p.macAddress, port.mac_address)),
+        present:
+          !!port &&
+          (port.allowed_address_pairs ?? []).some((x) =>
+            samePair(x, p.ipAddress, p.macAddress, port.mac_address),
+          ),
       };
     });
     return { routes, pairs };
@@ -635,7 +725,10 @@ export class NeutronRouteProvider implements CloudRouteProvider {
       }
     }
     for (const p of recs.pairs) await this.#removePairAs(node, p.portId, p.ipAddress);
-    this.#log.info({ node, routes: recs.routes.length, pairs: recs.pairs.length }, 'released cloud objects of node');
+    this.#log.info(
+      { node, routes: recs.routes.length, pairs: recs.pairs.length },
+      'released cloud objects of node',
+    );
   }
 
   #attempts(): number {
@@ -648,7 +741,11 @@ export class NeutronRouteProvider implements CloudRouteProvider {
 function strictCidr(text: string, what: string): string {
   const c = Cidr.parse(text, true);
   if (!c) {
-    throw new CloudProviderError('InvalidCidr', `${what} "${text}" is not an IPv4 CIDR with zero host bits`, 'pass e.g. 10.244.3.0/24');
+    throw new CloudProviderError(
+      'InvalidCidr',
+      `${what} "${text}" is not an IPv4 CIDR with zero host bits`,
+      'pass e.g. 10.244.3.0/24',
+    );
   }
   return c.toString();
 }

@@ -47,7 +47,10 @@ export class EtcdOwnershipStore implements OwnershipStore {
     await this.#client.delete().key(this.#root + key);
   }
   async list(prefix: string): Promise<Map<string, string>> {
-    const all = await this.#client.getAll().prefix(this.#root + prefix).strings();
+    const all = await this.#client
+      .getAll()
+      .prefix(this.#root + prefix)
+      .strings();
     const out = new Map<string, string>();
     for (const [k, v] of Object.entries(all)) out.set(k.slice(this.#root.length), v);
     return out;
@@ -91,7 +94,10 @@ export class MemoryOwnershipStore implements OwnershipStore {
     const prev = this.#locks.get(name) ?? Promise.resolve();
     let release!: () => void;
     const next = new Promise<void>((r) => (release = r));
-    this.#locks.set(name, prev.then(() => next));
+    this.#locks.set(
+      name,
+      prev.then(() => next),
+    );
     await prev;
     try {
       return await fn();

@@ -270,7 +270,10 @@ function cloudsOf(data: Obj, path: string): Obj {
     );
   }
   if (!isObj(c)) {
-    throw new CloudConfigError(`${path}: "clouds:" must be a mapping of cloud names`, 'list the clouds by name under "clouds:"');
+    throw new CloudConfigError(
+      `${path}: "clouds:" must be a mapping of cloud names`,
+      'list the clouds by name under "clouds:"',
+    );
   }
   return c;
 }
@@ -292,7 +295,8 @@ function validate(name: string, source: string, entry: Obj): CloudConfig {
     );
   }
   const authRaw = entry.auth ?? {};
-  if (!isObj(authRaw)) throw new CloudConfigError(`${key('auth')} must be a mapping`, 'put the auth options under auth:');
+  if (!isObj(authRaw))
+    throw new CloudConfigError(`${key('auth')} must be a mapping`, 'put the auth options under auth:');
   const authStr = (k: string) => str(authRaw, k, `auth.${k}`);
 
   const idv = str(entry, 'identity_api_version');
@@ -319,7 +323,8 @@ function validate(name: string, source: string, entry: Obj): CloudConfig {
       'write the Neutron URL, e.g. http://127.0.0.1:9696',
     );
   }
-  const authTypeRaw = str(entry, 'auth_type') ?? (authStr('auth_url') === undefined && networkEndpoint ? 'none' : 'password');
+  const authTypeRaw =
+    str(entry, 'auth_type') ?? (authStr('auth_url') === undefined && networkEndpoint ? 'none' : 'password');
   let authType = AUTH_TYPES[authTypeRaw];
   if (authType === undefined) {
     throw new CloudConfigError(
@@ -351,10 +356,16 @@ function validate(name: string, source: string, entry: Obj): CloudConfig {
 
   const authUrl = authStr('auth_url');
   if (!authUrl) {
-    throw new CloudConfigError(`${key('auth.auth_url')} is missing`, 'set auth_url to the Keystone URL (e.g. https://keystone.example.com:5000/v3)');
+    throw new CloudConfigError(
+      `${key('auth.auth_url')} is missing`,
+      'set auth_url to the Keystone URL (e.g. https://keystone.example.com:5000/v3)',
+    );
   }
   if (!/^https?:\/\//.test(authUrl)) {
-    throw new CloudConfigError(`${key('auth.auth_url')} "${authUrl}" is not an http(s) URL`, 'write the Keystone URL, e.g. https://keystone.example.com:5000/v3');
+    throw new CloudConfigError(
+      `${key('auth.auth_url')} "${authUrl}" is not an http(s) URL`,
+      'write the Keystone URL, e.g. https://keystone.example.com:5000/v3',
+    );
   }
   const auth: KeystoneAuthOptions = { authUrl };
   const set = <K extends keyof KeystoneAuthOptions>(k: K, v: KeystoneAuthOptions[K] | undefined) => {
@@ -366,7 +377,10 @@ function validate(name: string, source: string, entry: Obj): CloudConfig {
   set('userDomainId', authStr('user_domain_id') ?? authStr('domain_id'));
   set('projectName', authStr('project_name') ?? authStr('tenant_name'));
   set('projectId', authStr('project_id') ?? authStr('tenant_id'));
-  set('projectDomainName', authStr('project_domain_name') ?? authStr('domain_name') ?? authStr('default_domain'));
+  set(
+    'projectDomainName',
+    authStr('project_domain_name') ?? authStr('domain_name') ?? authStr('default_domain'),
+  );
   set('projectDomainId', authStr('project_domain_id') ?? authStr('domain_id'));
   const secret = (k: string) => {
     const v = authStr(k);
@@ -383,20 +397,41 @@ function validate(name: string, source: string, entry: Obj): CloudConfig {
   };
   const hasScope = auth.projectId !== undefined || auth.projectName !== undefined;
   if (authType === 'password') {
-    need(auth.password !== undefined, 'auth.password', 'set password in clouds.yaml or secure.yaml (or OS_PASSWORD)');
-    need(auth.username !== undefined || auth.userId !== undefined, 'auth.username', 'set username or user_id (or OS_USERNAME)');
-    need(hasScope, 'auth.project_name', 'set project_name or project_id: Neutron needs a project-scoped token');
+    need(
+      auth.password !== undefined,
+      'auth.password',
+      'set password in clouds.yaml or secure.yaml (or OS_PASSWORD)',
+    );
+    need(
+      auth.username !== undefined || auth.userId !== undefined,
+      'auth.username',
+      'set username or user_id (or OS_USERNAME)',
+    );
+    need(
+      hasScope,
+      'auth.project_name',
+      'set project_name or project_id: Neutron needs a project-scoped token',
+    );
   } else if (authType === 'v3applicationcredential') {
-    need(auth.applicationCredentialSecret !== undefined, 'auth.application_credential_secret', 'set application_credential_secret (or OS_APPLICATION_CREDENTIAL_SECRET)');
+    need(
+      auth.applicationCredentialSecret !== undefined,
+      'auth.application_credential_secret',
+      'set application_credential_secret (or OS_APPLICATION_CREDENTIAL_SECRET)',
+    );
     need(
       auth.applicationCredentialId !== undefined ||
-        (auth.applicationCredentialName !== undefined && (auth.username !== undefined || auth.userId !== undefined)),
+        (auth.applicationCredentialName !== undefined &&
+          (auth.username !== undefined || auth.userId !== undefined)),
       'auth.application_credential_id',
       'set application_credential_id, or application_credential_name together with username/user_id',
     );
   } else if (authType === 'token') {
     need(auth.token !== undefined, 'auth.token', 'set token (or OS_TOKEN)');
-    need(hasScope, 'auth.project_name', 'set project_name or project_id: Neutron needs a project-scoped token');
+    need(
+      hasScope,
+      'auth.project_name',
+      'set project_name or project_id: Neutron needs a project-scoped token',
+    );
   }
   return { ...base, auth };
 }

@@ -95,7 +95,11 @@ export async function httpRequest(req: HttpRequest, tls: TlsOptions = {}): Promi
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () =>
-        resolve({ status: res.statusCode ?? 0, headers: res.headers, text: Buffer.concat(chunks).toString() }),
+        resolve({
+          status: res.statusCode ?? 0,
+          headers: res.headers,
+          text: Buffer.concat(chunks).toString(),
+        }),
       );
       res.on('error', (e) => reject(unreachable(req.service, shown, e)));
     });
@@ -113,6 +117,7 @@ function unreachable(service: string, url: string, e: Error): OpenStackUnreachab
   const code = (e as NodeJS.ErrnoException).code;
   const detail = code && code !== e.message ? `${code} (${e.message})` : e.message;
   const hint =
-    (code && NETWORK_HINTS[code]) ?? `check the ${service} URL in clouds.yaml (or the catalog) and the network`;
+    (code && NETWORK_HINTS[code]) ??
+    `check the ${service} URL in clouds.yaml (or the catalog) and the network`;
   return new OpenStackUnreachableError(service, url, code, detail, hint);
 }

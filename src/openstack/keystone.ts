@@ -100,7 +100,9 @@ export class KeystoneSession {
     if (matches.length === 0) {
       throw new OpenStackAuthError(
         `the catalog of cloud ${this.#name()} has no ${iface} "${type}" endpoint${region ? ` in region ${region}` : ''} (${iface} endpoints exist in: ${regions.join(', ') || 'no region'})`,
-        region ? 'set region_name to one of those regions, or change interface' : 'set interface (public, internal, admin) in clouds.yaml',
+        region
+          ? 'set region_name to one of those regions, or change interface'
+          : 'set interface (public, internal, admin) in clouds.yaml',
       );
     }
     if (!region && regions.length > 1) {
@@ -135,7 +137,10 @@ export class KeystoneSession {
     if (a.password) {
       return {
         auth: {
-          identity: { methods: ['password'], password: { user: { ...user(), password: a.password.reveal() } } },
+          identity: {
+            methods: ['password'],
+            password: { user: { ...user(), password: a.password.reveal() } },
+          },
           scope: scope(),
         },
       };
@@ -143,14 +148,23 @@ export class KeystoneSession {
     if (a.token) {
       return { auth: { identity: { methods: ['token'], token: { id: a.token.reveal() } }, scope: scope() } };
     }
-    throw new OpenStackAuthError(`cloud ${this.#name()} has no credentials`, 'set a password, application credential or token');
+    throw new OpenStackAuthError(
+      `cloud ${this.#name()} has no credentials`,
+      'set a password, application credential or token',
+    );
   }
 
   async #authenticate(): Promise<KeystoneToken> {
     const url = tokenUrl(this.#auth.authUrl);
     this.authCount++;
     const res = await httpRequest(
-      { method: 'POST', url, body: this.#body(), service: 'Keystone', timeoutMs: this.#opts.timeoutMs ?? 30_000 },
+      {
+        method: 'POST',
+        url,
+        body: this.#body(),
+        service: 'Keystone',
+        timeoutMs: this.#opts.timeoutMs ?? 30_000,
+      },
       this.#opts.tls,
     );
     if (res.status === 401) {
@@ -165,14 +179,16 @@ export class KeystoneSession {
     if (res.status === 404) {
       throw new OpenStackAuthError(
         `Keystone token URL ${safeUrl(url)} answered 404`,
-        'auth_url must be Keystone\'s root or its /v3 URL, e.g. https://keystone.example.com:5000/v3',
+        "auth_url must be Keystone's root or its /v3 URL, e.g. https://keystone.example.com:5000/v3",
         404,
       );
     }
     if (res.status !== 201 && res.status !== 200) {
       throw new OpenStackAuthError(
         `Keystone at ${safeUrl(url)} answered ${res.status} for cloud ${this.#name()}: ${keystoneMessage(res.text)}`,
-        res.status === 403 ? 'the user may not use that project: check project_name/project_id' : 'check auth_url and the Keystone service',
+        res.status === 403
+          ? 'the user may not use that project: check project_name/project_id'
+          : 'check auth_url and the Keystone service',
         res.status,
       );
     }
@@ -190,8 +206,9 @@ export class KeystoneSession {
     } catch {
       body = undefined;
     }
-    const tok = (body as { token?: { expires_at?: unknown; catalog?: unknown; project?: { id?: unknown } } } | undefined)
-      ?.token;
+    const tok = (
+      body as { token?: { expires_at?: unknown; catalog?: unknown; project?: { id?: unknown } } } | undefined
+    )?.token;
     const expiresAt = typeof tok?.expires_at === 'string' ? new Date(tok.expires_at) : new Date(NaN);
     if (!tok || Number.isNaN(expiresAt.getTime())) {
       throw new OpenStackAuthError(

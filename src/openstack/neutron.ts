@@ -8,7 +8,12 @@
 import { NeutronApiError, OpenStackAuthError, safeUrl } from './errors.js';
 import { httpRequest, type TlsOptions } from './http.js';
 import { KeystoneSession, normaliseNeutronEndpoint } from './keystone.js';
-import { loadCloudConfig, type CloudConfig, type EndpointInterface, type LoadCloudOptions } from './config.js';
+import {
+  loadCloudConfig,
+  type CloudConfig,
+  type EndpointInterface,
+  type LoadCloudOptions,
+} from './config.js';
 import type {
   AddressPair,
   Extension,
@@ -58,7 +63,8 @@ const HINTS: Record<string, string> = {
   AddressPairAndPortSecurityRequired:
     'port security is off on this port, so address pairs are neither possible nor needed',
   InvalidRoutes: 'every nexthop must be an address in a subnet attached to the router',
-  PolicyNotAuthorized: 'the OpenStack user lacks the role for this call: ask the operator for the needed policy',
+  PolicyNotAuthorized:
+    'the OpenStack user lacks the role for this call: ask the operator for the needed policy',
   OverQuota: 'a project quota is reached: ask the operator to raise it',
 };
 
@@ -68,7 +74,10 @@ export class NeutronClient {
 
   constructor(opts: NeutronClientOptions) {
     if (!opts.endpoint && !opts.session) {
-      throw new OpenStackAuthError('NeutronClient needs an endpoint or a Keystone session', 'pass one of them');
+      throw new OpenStackAuthError(
+        'NeutronClient needs an endpoint or a Keystone session',
+        'pass one of them',
+      );
     }
     this.#opts = opts;
     this.#log = opts.log ?? silentLogger;
@@ -76,7 +85,12 @@ export class NeutronClient {
 
   /** A client for a cloud from clouds.yaml / OS_* (see loadCloudConfig). */
   static fromCloud(cloud: CloudConfig, extra: { timeoutMs?: number; log?: Logger } = {}): NeutronClient {
-    const o: NeutronClientOptions = { interface: cloud.interface, tls: cloud.tls, cloudName: cloud.name, ...extra };
+    const o: NeutronClientOptions = {
+      interface: cloud.interface,
+      tls: cloud.tls,
+      cloudName: cloud.name,
+      ...extra,
+    };
     if (cloud.regionName) o.region = cloud.regionName;
     if (cloud.networkEndpoint) o.endpoint = cloud.networkEndpoint;
     if (cloud.authType !== 'none' && cloud.auth) {
@@ -115,7 +129,14 @@ export class NeutronClient {
       const url = `${base}/v2.0${path}${queryString(ro.query)}`;
       const t0 = Date.now();
       const res = await httpRequest(
-        { method, url, headers, body: ro.body, service: 'Neutron', timeoutMs: this.#opts.timeoutMs ?? 30_000 },
+        {
+          method,
+          url,
+          headers,
+          body: ro.body,
+          service: 'Neutron',
+          timeoutMs: this.#opts.timeoutMs ?? 30_000,
+        },
         this.#opts.tls,
       );
       this.#log.debug({ method, path, status: res.status, ms: Date.now() - t0 }, 'neutron request');
@@ -135,7 +156,8 @@ export class NeutronClient {
           401,
         );
       }
-      if (res.status >= 400) throw toNeutronError(method, path, res.status, res.text, res.headers['x-openstack-request-id']);
+      if (res.status >= 400)
+        throw toNeutronError(method, path, res.status, res.text, res.headers['x-openstack-request-id']);
       if (res.status === 204 || res.text === '') return undefined as T;
       try {
         return JSON.parse(res.text) as T;
@@ -232,20 +254,29 @@ export class NeutronClient {
   }
   /** extraroute-atomic: adds routes (existing ones are a no-op); returns the whole router. */
   async addExtraRoutes(id: string, routes: Route[]): Promise<Router> {
-    return (await this.request<{ router: Router }>('PUT', `/routers/${enc(id)}/add_extraroutes`, { body: { router: { routes } } }))
-      .router;
+    return (
+      await this.request<{ router: Router }>('PUT', `/routers/${enc(id)}/add_extraroutes`, {
+        body: { router: { routes } },
+      })
+    ).router;
   }
   /** extraroute-atomic: removes exactly these (destination, nexthop) routes; missing ones are a no-op. */
   async removeExtraRoutes(id: string, routes: Route[]): Promise<Router> {
     return (
-      await this.request<{ router: Router }>('PUT', `/routers/${enc(id)}/remove_extraroutes`, { body: { router: { routes } } })
+      await this.request<{ router: Router }>('PUT', `/routers/${enc(id)}/remove_extraroutes`, {
+        body: { router: { routes } },
+      })
     ).router;
   }
   async addRouterInterface(id: string, subnetId: string): Promise<RouterInterfaceInfo> {
-    return this.request<RouterInterfaceInfo>('PUT', `/routers/${enc(id)}/add_router_interface`, { body: { subnet_id: subnetId } });
+    return this.request<RouterInterfaceInfo>('PUT', `/routers/${enc(id)}/add_router_interface`, {
+      body: { subnet_id: subnetId },
+    });
   }
   async removeRouterInterface(id: string, subnetId: string): Promise<void> {
-    await this.request('PUT', `/routers/${enc(id)}/remove_router_interface`, { body: { subnet_id: subnetId } });
+    await this.request('PUT', `/routers/${enc(id)}/remove_router_interface`, {
+      body: { subnet_id: subnetId },
+    });
   }
 }
 
@@ -258,7 +289,8 @@ function queryString(q: RequestOptions['query']): string {
   const parts: string[] = [];
   for (const [k, v] of Object.entries(q)) {
     if (v === undefined) continue;
-    for (const x of Array.isArray(v) ? v : [v]) parts.push(`${encodeURIComponent(k)}=${encodeURIComponent(String(x))}`);
+    for (const x of Array.isArray(v) ? v : [v])
+      parts.push(`${encodeURIComponent(k)}=${encodeURIComponent(String(x))}`);
   }
   return parts.length ? `?${parts.join('&')}` : '';
 }
@@ -271,7 +303,12 @@ function toNeutronError(
   requestId: string | string[] | undefined,
 ): NeutronApiError {
   let type = `HTTP${status}`;
-  let message = text.replace(/<[^>]*>/g, ' ').replace(/\s+/g, ' ').trim().slice(0, 200) || 'no message';
+  let message =
+    text
+      .replace(/<[^>]*>/g, ' ')
+      .replace(/\s+/g, ' ')
+      .trim()
+      .slice(0, 200) || 'no message';
   try {
     const j = JSON.parse(text) as { NeutronError?: { type?: unknown; message?: unknown } };
     if (j.NeutronError) {

@@ -27,7 +27,11 @@ let api: NeutronClient; // "the operator": raw API calls outside weft
 let seq = 0;
 
 before(async () => {
-  [neutron, etcd] = await Promise.all([startTestNeutron(), startTestEtcd()]);
+  const [n, e] = await Promise.allSettled([startTestNeutron(), startTestEtcd()]);
+  if (n.status === 'fulfilled') neutron = n.value;
+  if (e.status === 'fulfilled') etcd = e.value;
+  if (n.status === 'rejected') throw n.reason; // after() stops whatever did start
+  if (e.status === 'rejected') throw e.reason;
   kv = new Etcd3({ hosts: etcd.endpoint });
   api = neutron.client;
 });
@@ -56,10 +60,20 @@ async function topo(n = 3): Promise<Topo> {
 }
 
 /** A node port with fixed IP 10.<base>.<subnet>.<host>. */
-async function nodePort(t: Topo, subnet: number, host: number, extra: Record<string, unknown> = {}): Promise<Port> {
+async function nodePort(
+  t: Topo,
+  subnet: number,
+  host: number,
+  extra: Record<string, unknown> = {},
+): Promise<Port> {
   const s = t.subnets[subnet - 1]!;
   const ip = s.cidr.replace(/0\/24$/, String(host));
-  return api.createPort({ network_id: s.networkId, device_owner: 'weft:node', fixed_ips: [{ subnet_id: s.subnetId, ip_address: ip }], ...extra });
+  return api.createPort({
+    network_id: s.networkId,
+    device_owner: 'weft:node',
+    fixed_ips: [{ subnet_id: s.subnetId, ip_address: ip }],
+    ...extra,
+  });
 }
 
 function provider(t: Topo, port: Port, o: Partial<NeutronProviderOptions> = {}): NeutronRouteProvider {
@@ -80,11 +94,18 @@ const pairsOf = async (id: string): Promise<string[]> =>
 const r = (destination: string, nexthop: string): CloudRoute => ({ destination, nexthop });
 const s = (x: CloudRoute) => `${x.destination} via ${x.nexthop}`;
 
-async function oneLine(fn: () => Promise<unknown>, cls: new (...a: never[]) => WeftError, re: RegExp): Promise<string> {
+async function oneLine(
+  fn: () => Promise<unknown>,
+  cls: new (...a: never[]) => WeftError,
+  re: RegExp,
+): Promise<string> {
   try {
     await fn();
   } catch (e) {
-    assert.ok(e instanceof cls, `expected ${cls.name}, got ${e instanceof Error ? `${e.name}: ${e.message}` : String(e)}`);
+    assert.ok(
+      e instanceof cls,
+      `expected ${cls.name}, got ${e instanceof Error ? `${e.name}: ${e.message}` : String(e)}`,
+    );
     const line = e.oneLine();
     assert.doesNotMatch(line, /\n/);
     assert.ok(e.hint, 'names a fix');
@@ -155,19 +176,29 @@ test('init finds the port by fixed IP, else by MAC; finds the router and reports
   );
 
   // a node whose subnet no router serves: no cloud routes, and asking for one says why
-  const lp = await api.createPort({ network_id: lonely.networkId, device_owner: 'weft:node', fixed_ips: [{ subnet_id: lonely.subnetId }] });
+  const lp = await api.createPort({
+    network_id: lonely.networkId,
+    device_owner: 'weft:node',
+    fixed_ips: [{ subnet_id: lonely.subnetId }],
+  });
   const lonelyProv = provider(t, lp);
   const lc = await lonelyProv.init();
   assert.equal(lc.routes, 'unavailable');
   assert.equal(lc.router, undefined);
-  await oneLine(() => lonelyProv.ensureRoutes([r('10.244.0.0/24', lp.fixed_ips[0]!.ip_address)]), NoCloudRouter, /no Neutron router has an interface on the node's subnet/);
+  await oneLine(
+    () => lonelyProv.ensureRoutes([r('10.244.0.0/24', lp.fixed_ips[0]!.ip_address)]),
+    NoCloudRouter,
+    /no Neutron router has an interface on the node's subnet/,
+  );
 });
 
 // ------------------------------------------------------------------------------------ address pairs
 
 test('address pairs: add, idempotent, remove; operator pairs untouched, also one with the same CIDR', async () => {
   const t = await topo(1);
-  const port = await nodePort(t, 1, 11, { allowed_address_pairs: [{ ip_address: '10.99.0.0/24' }, { ip_address: '10.244.50.0/24' }] });
+  const port = await nodePort(t, 1, 11, {
+    allowed_address_pairs: [{ ip_address: '10.99.0.0/24' }, { ip_address: '10.244.50.0/24' }],
+  });
   const p = provider(t, port);
   await p.init();
   assert.equal(await p.ensurePodSubnetAllowed('10.244.3.0/24'), 'added');
@@ -176,7 +207,10 @@ test('address pairs: add, idempotent, remove; operator pairs untouched, also one
   assert.equal((await api.getPort(port.id)).allowed_address_pairs?.length, 3);
   // the operator already has exactly this CIDR: weft leaves it alone and never removes it
   assert.equal(await p.ensurePodSubnetAllowed('10.244.50.0/24'), 'external');
-  assert.deepEqual((await p.listOwned()).pairs.map((x) => [x.ipAddress, x.present]), [['10.244.3.0/24', true]]);
+  assert.deepEqual(
+    (await p.listOwned()).pairs.map((x) => [x.ipAddress, x.present]),
+    [['10.244.3.0/24', true]],
+  );
   await p.removePodSubnetAllowed('10.244.50.0/24');
   await p.removePodSubnetAllowed('10.244.3.0/24');
   assert.deepEqual(await pairsOf(port.id), ['10.244.50.0/24', '10.99.0.0/24']);
@@ -187,7 +221,7 @@ test('address pairs: add, idempotent, remove; operator pairs untouched, also one
   assert.deepEqual(await pairsOf(port.id), ['10.244.0.0/16']);
 });
 
-test('address pairs: a writer changing the port between weft\'s read and write loses nothing (If-Match + retry)', async () => {
+test("address pairs: a writer changing the port between weft's read and write loses nothing (If-Match + retry)", async () => {
   const t = await topo(1);
   const port = await nodePort(t, 1, 11);
   const racing = new RacingClient({ endpoint: neutron.url });
@@ -216,7 +250,11 @@ test('address pairs: a writer changing the port between weft\'s read and write l
     await api.setAllowedAddressPairs(port2.id, [{ ip_address: '10.77.0.0/24' }]);
   };
   await unguarded.ensurePodSubnetAllowed('10.244.3.0/24');
-  assert.deepEqual(await pairsOf(port2.id), ['10.244.3.0/24'], 'without If-Match the concurrent pair is lost');
+  assert.deepEqual(
+    await pairsOf(port2.id),
+    ['10.244.3.0/24'],
+    'without If-Match the concurrent pair is lost',
+  );
 });
 
 test('address pairs: the 11th pair gives AllowedAddressPairExhausted, one line, nothing recorded', async () => {
@@ -265,7 +303,10 @@ test('routes (extraroute-atomic): add, idempotent, drift repaired, remove', asyn
   assert.deepEqual(await p.ensureRoutes([r('10.244.1.0/24', ip)]), ['present']);
   // someone deletes weft's route behind its back: listOwned shows it, ensure puts it back
   await api.removeExtraRoutes(t.routerId, [r('10.244.1.0/24', ip)]);
-  assert.deepEqual((await p.listOwned()).routes.map((x) => [s(x), x.present]), [[`10.244.1.0/24 via ${ip}`, false]]);
+  assert.deepEqual(
+    (await p.listOwned()).routes.map((x) => [s(x), x.present]),
+    [[`10.244.1.0/24 via ${ip}`, false]],
+  );
   assert.deepEqual(await p.ensureRoutes([r('10.244.1.0/24', ip)]), ['added']);
   await p.removeRoutes([r('10.244.1.0/24', ip)]);
   assert.deepEqual(await routesOf(t.routerId), []);
@@ -287,7 +328,11 @@ test('ownership: operator and other-cluster routes survive every weft operation,
   const operator = [r('10.244.1.0/24', opHop), r('172.16.0.0/16', opHop), r('10.244.9.0/24', ip1)];
   await api.addExtraRoutes(t.routerId, operator);
   // another cluster shares the router: its own etcd records, its own node on subnet 2
-  const other = provider(t, p2, { cluster: 'beta', node: 'beta-node', store: new EtcdOwnershipStore(kv, '/other-cluster/network') });
+  const other = provider(t, p2, {
+    cluster: 'beta',
+    node: 'beta-node',
+    store: new EtcdOwnershipStore(kv, '/other-cluster/network'),
+  });
   await other.init();
   assert.deepEqual(await other.ensureRoutes([r('10.244.1.0/24', ip2)]), ['added']);
   const foreign = [...operator, r('10.244.1.0/24', ip2)].map(s).sort();
@@ -295,10 +340,18 @@ test('ownership: operator and other-cluster routes survive every weft operation,
   const weft = provider(t, p1);
   await weft.init();
   // same destination as the operator's and the other cluster's routes; and one identical to an operator route
-  assert.deepEqual(await weft.ensureRoutes([r('10.244.1.0/24', ip1), r('10.244.9.0/24', ip1)]), ['added', 'external']);
+  assert.deepEqual(await weft.ensureRoutes([r('10.244.1.0/24', ip1), r('10.244.9.0/24', ip1)]), [
+    'added',
+    'external',
+  ]);
   assert.deepEqual(await routesOf(t.routerId), [...foreign, `10.244.1.0/24 via ${ip1}`].sort());
   assert.deepEqual((await weft.listOwned()).routes.map(s), [`10.244.1.0/24 via ${ip1}`]);
-  await weft.removeRoutes([r('10.244.1.0/24', ip1), r('10.244.9.0/24', ip1), r('10.244.1.0/24', ip2), r('10.244.1.0/24', opHop)]);
+  await weft.removeRoutes([
+    r('10.244.1.0/24', ip1),
+    r('10.244.9.0/24', ip1),
+    r('10.244.1.0/24', ip2),
+    r('10.244.1.0/24', opHop),
+  ]);
   assert.deepEqual(await routesOf(t.routerId), foreign);
   await weft.ensureRoutes([r('10.244.1.0/24', ip1)]);
   await weft.releaseAll();
@@ -335,16 +388,24 @@ async function concurrentAgents(disable: string[]): Promise<void> {
   const opHop = t.subnets[0]!.cidr.replace(/0\/24$/, '99');
   await api.addExtraRoutes(t.routerId, [r('192.168.0.0/16', opHop)]);
   // 20 route updates: agent i%3 adds pod subnet 10.244.i.0/24 via its own IP, all at once
-  const jobs = Array.from({ length: 20 }, (_, i) => ({ agent: agents[i % 3]!, route: r(`10.244.${i}.0/24`, ports[i % 3]!.fixed_ips[0]!.ip_address) }));
+  const jobs = Array.from({ length: 20 }, (_, i) => ({
+    agent: agents[i % 3]!,
+    route: r(`10.244.${i}.0/24`, ports[i % 3]!.fixed_ips[0]!.ip_address),
+  }));
   const t0 = Date.now();
   const results = await Promise.all(jobs.map((j) => j.agent.ensureRoutes([j.route])));
   assert.deepEqual(results.flat(), Array(20).fill('added'));
-  assert.deepEqual(await routesOf(t.routerId), [...jobs.map((j) => s(j.route)), `192.168.0.0/16 via ${opHop}`].sort());
+  assert.deepEqual(
+    await routesOf(t.routerId),
+    [...jobs.map((j) => s(j.route)), `192.168.0.0/16 via ${opHop}`].sort(),
+  );
   // and 20 concurrent removals leave only the operator's route
   await Promise.all(jobs.map((j) => j.agent.removeRoutes([j.route])));
   assert.deepEqual(await routesOf(t.routerId), [`192.168.0.0/16 via ${opHop}`]);
   for (const a of agents) assert.deepEqual((await a.listOwned()).routes, []);
-  console.log(`# 20 concurrent ensures + 20 removals from 3 agents (${disable.join(',') || 'atomic'}): ${Date.now() - t0} ms`);
+  console.log(
+    `# 20 concurrent ensures + 20 removals from 3 agents (${disable.join(',') || 'atomic'}): ${Date.now() - t0} ms`,
+  );
 }
 
 test('20 concurrent route updates from 3 agents, extraroute-atomic: none lost', () => concurrentAgents([]));
@@ -379,7 +440,10 @@ test('a full router gives RoutesExhausted, one line, nothing half-done (atomic a
     const port = await nodePort(t, 1, 11);
     const ip = port.fixed_ips[0]!.ip_address;
     const opHop = t.subnets[1]!.cidr.replace(/0\/24$/, '99');
-    await api.addExtraRoutes(t.routerId, Array.from({ length: 29 }, (_, i) => r(`172.16.${i}.0/24`, opHop)));
+    await api.addExtraRoutes(
+      t.routerId,
+      Array.from({ length: 29 }, (_, i) => r(`172.16.${i}.0/24`, opHop)),
+    );
     const p = provider(t, port, { disableExtensions: disable });
     await p.init();
     await oneLine(
@@ -400,7 +464,11 @@ test('no extraroute extension: routes unavailable, asking for one says which ext
   const caps = await p.init();
   assert.equal(caps.routes, 'unavailable');
   assert.equal(p.classifyPeer(t.subnets[0]!.cidr.replace(/0\/24$/, '50')), 'same-subnet');
-  await oneLine(() => p.ensureRoutes([r('10.244.1.0/24', port.fixed_ips[0]!.ip_address)]), CloudExtensionMissing, /lacks the Neutron extension "extraroute"/);
+  await oneLine(
+    () => p.ensureRoutes([r('10.244.1.0/24', port.fixed_ips[0]!.ip_address)]),
+    CloudExtensionMissing,
+    /lacks the Neutron extension "extraroute"/,
+  );
 });
 
 // ------------------------------------------------------------------------------------ leaving

@@ -72,7 +72,8 @@ class FakeKeystone {
         res.writeHead(status, { 'Content-Type': 'application/json' });
         res.end(JSON.stringify({ error: { code: status, title: 'Unauthorized', message } }));
       };
-      if (req.method !== 'POST' || req.url !== '/v3/auth/tokens') return deny(404, 'The resource could not be found.');
+      if (req.method !== 'POST' || req.url !== '/v3/auth/tokens')
+        return deny(404, 'The resource could not be found.');
       const body = JSON.parse(data) as {
         auth: {
           identity: {
@@ -108,7 +109,10 @@ class FakeKeystone {
             expires_at: new Date(expires).toISOString(),
             project: { id: 'p-demo', name: 'demo' },
             catalog: [
-              { type: 'identity', endpoints: [{ interface: 'public', region_id: 'RegionOne', url: this.url + '/v3' }] },
+              {
+                type: 'identity',
+                endpoints: [{ interface: 'public', region_id: 'RegionOne', url: this.url + '/v3' }],
+              },
               {
                 type: 'network',
                 name: 'neutron',
@@ -131,7 +135,15 @@ class FakeKeystone {
     const exp = typeof tok === 'string' ? this.issued.get(tok) : undefined;
     if (exp === undefined || exp < Date.now()) {
       res.writeHead(401, { 'Content-Type': 'application/json' });
-      res.end(JSON.stringify({ error: { code: 401, title: 'Unauthorized', message: 'The request you have made requires authentication.' } }));
+      res.end(
+        JSON.stringify({
+          error: {
+            code: 401,
+            title: 'Unauthorized',
+            message: 'The request you have made requires authentication.',
+          },
+        }),
+      );
       req.resume();
       return;
     }
@@ -217,13 +229,20 @@ after(async () => {
   if (dir) await rm(dir, { recursive: true, force: true });
 });
 
-const env = (cloud: string) => ({ OS_CLOUD: cloud, OS_CLIENT_CONFIG_FILE: join(dir, 'clouds.yaml'), OS_CLIENT_SECURE_FILE: join(dir, 'secure.yaml') });
+const env = (cloud: string) => ({
+  OS_CLOUD: cloud,
+  OS_CLIENT_CONFIG_FILE: join(dir, 'clouds.yaml'),
+  OS_CLIENT_SECURE_FILE: join(dir, 'secure.yaml'),
+});
 const fromCloud = (cloud: string) => NeutronClient.fromEnvironment({ env: env(cloud), log, timeoutMs: 5000 });
 
 test('password auth: token from X-Subject-Token, network endpoint from the catalog (/v2.0 normalised), token reused', async () => {
   const c = fromCloud('test');
   const ext = await c.listExtensions();
-  assert.ok(ext.some((e) => e.alias === 'extraroute-atomic'), 'real Neutron answered through the catalog endpoint');
+  assert.ok(
+    ext.some((e) => e.alias === 'extraroute-atomic'),
+    'real Neutron answered through the catalog endpoint',
+  );
   await c.listPorts();
   await c.listPorts();
   assert.equal(c.session?.authCount, 1);
@@ -275,7 +294,7 @@ test('re-authenticates once on a 401, then fails with one line if Neutron still 
   assert.equal(c.session?.authCount, 2);
   // Neutron refusing even a fresh token: exactly one retry, then a clear error
   const orig = ks.issued.set.bind(ks.issued);
-  ks.issued.set = (k: string) => ks.issued; // issue tokens the stand-in does not know
+  ks.issued.set = (_k: string) => ks.issued; // issue tokens the stand-in does not know
   try {
     ks.revokeAll();
     const line = await failsWith(() => c.listPorts(), OpenStackAuthError);
@@ -288,12 +307,18 @@ test('re-authenticates once on a 401, then fails with one line if Neutron still 
 
 test('wrong credentials: one line naming Keystone, the cloud and what to check', async () => {
   const line = await failsWith(() => fromCloud('wrong').listExtensions(), OpenStackAuthError);
-  assert.match(line, /^Keystone at http:\/\/127\.0\.0\.1:\d+\/v3\/auth\/tokens rejected the credentials of cloud "wrong" \(401 .*\) \(check username, password/);
+  assert.match(
+    line,
+    /^Keystone at http:\/\/127\.0\.0\.1:\d+\/v3\/auth\/tokens rejected the credentials of cloud "wrong" \(401 .*\) \(check username, password/,
+  );
 });
 
 test('unreachable Keystone or Neutron: one line with the URL, the cause and the fix', async () => {
   const l1 = await failsWith(() => fromCloud('nokeystone').listExtensions(), OpenStackUnreachableError);
-  assert.match(l1, /^Keystone at http:\/\/127\.0\.0\.1:\d+\/v3\/auth\/tokens is unreachable: ECONNREFUSED.*\(nothing listens there/);
+  assert.match(
+    l1,
+    /^Keystone at http:\/\/127\.0\.0\.1:\d+\/v3\/auth\/tokens is unreachable: ECONNREFUSED.*\(nothing listens there/,
+  );
   const dead = new NeutronClient({ endpoint: `http://127.0.0.1:${await freePort()}/v2.0/`, timeoutMs: 3000 });
   const l2 = await failsWith(() => dead.listExtensions(), OpenStackUnreachableError);
   assert.match(l2, /^Neutron at http:\/\/127\.0\.0\.1:\d+\/v2\.0\/extensions is unreachable: ECONNREFUSED/);
@@ -310,7 +335,11 @@ test('Neutron errors carry NeutronError.type and message; If-Match on a stale re
   const nf = await failsWith(() => c.getPort('00000000-0000-0000-0000-000000000000'), NeutronApiError);
   assert.match(nf, /404 PortNotFound: Port 00000000-0000-0000-0000-000000000000 could not be found/);
   const { networkId, subnetId } = await makeSubnet(c, '10.10.0.0/24');
-  const p = await c.createPort({ network_id: networkId, device_owner: 'weft:test', fixed_ips: [{ subnet_id: subnetId, ip_address: '10.10.0.5' }] });
+  const p = await c.createPort({
+    network_id: networkId,
+    device_owner: 'weft:test',
+    fixed_ips: [{ subnet_id: subnetId, ip_address: '10.10.0.5' }],
+  });
   await c.updatePort(p.id, { name: 'renamed' }, p.revision_number); // current revision: accepted
   try {
     await c.updatePort(p.id, { name: 'again' }, p.revision_number); // stale now
@@ -322,8 +351,14 @@ test('Neutron errors carry NeutronError.type and message; If-Match on a stale re
     assert.match(e.neutronMessage, /Constrained to \d+, but current revision is \d+/);
   }
   // port lookup by fixed IP and by MAC
-  assert.deepEqual((await c.listPorts({ ipAddress: '10.10.0.5' })).map((x) => x.id), [p.id]);
-  assert.deepEqual((await c.listPorts({ macAddress: p.mac_address })).map((x) => x.id), [p.id]);
+  assert.deepEqual(
+    (await c.listPorts({ ipAddress: '10.10.0.5' })).map((x) => x.id),
+    [p.id],
+  );
+  assert.deepEqual(
+    (await c.listPorts({ macAddress: p.mac_address })).map((x) => x.id),
+    [p.id],
+  );
   assert.deepEqual(await c.listPorts({ ipAddress: '10.10.0.99' }), []);
 });
 

@@ -50,7 +50,13 @@ export async function makeSubnet(
 ): Promise<{ networkId: string; subnetId: string }> {
   const networkId = opts.networkId ?? (await c.createNetwork({ name: opts.name ?? `net-${cidr}` })).id;
   const gw = cidr.replace(/\.0\/\d+$/, '.1');
-  const s = await c.createSubnet({ network_id: networkId, ip_version: 4, cidr, gateway_ip: gw, enable_dhcp: false });
+  const s = await c.createSubnet({
+    network_id: networkId,
+    ip_version: 4,
+    cidr,
+    gateway_ip: gw,
+    enable_dhcp: false,
+  });
   if (opts.routerId) await c.addRouterInterface(opts.routerId, s.id);
   return { networkId, subnetId: s.id };
 }
