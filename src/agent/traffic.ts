@@ -87,7 +87,7 @@ export class TrafficManager {
     const elems =
       this.peers.length > 0 ? `add element ip ${NFT_TABLE} peers { ${this.peers.join(', ')} }\n` : '';
     await run('nft', ['-f', '-'], {
-      input: text.replace(/counter foreign_overlay \{\n  \}/, counter) + elems,
+      input: text.replace(/counter foreign_overlay \{\n {2}\}/, counter) + elems,
     });
     this.applied = text;
     this.log.info(
