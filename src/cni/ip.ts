@@ -8,6 +8,13 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { CniError, ERR } from './errors.js';
 
+const tracing = process.env.WEFT_CNI_TRACE === '1';
+
+/** WEFT_CNI_TRACE=1: prints each phase's time since process start to stderr (for the benchmark). */
+export function trace(label: string): void {
+  if (tracing) process.stderr.write(`weft-cni trace ${label} ${performance.now().toFixed(2)}\n`);
+}
+
 const toolCache = new Map<string, string>();
 
 /** Absolute path of a system tool; runtimes often run plugins with a PATH that lacks /usr/sbin. */
@@ -34,6 +41,7 @@ export interface ExecResult {
 
 export function exec(file: string, args: string[], input = ''): ExecResult {
   const r = spawnSync(tool(file), args, { input, encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
+  trace(`${file} ${args[0] ?? ''}`);
   if (r.error) {
     const e = r.error as NodeJS.ErrnoException;
     throw new CniError(

@@ -18,6 +18,7 @@ import {
   SUPPORTED_VERSIONS,
 } from './config.js';
 import { CniError, ERR } from './errors.js';
+import { trace } from './ip.js';
 import { cmdAdd, cmdCheck, cmdDel, cmdGc, cmdStatus, formatResult } from './plugin.js';
 
 function readStdin(): string {
@@ -56,6 +57,7 @@ function requireVersion(version: string, min: string, verb: string): void {
 }
 
 function main(): number {
+  trace('loaded');
   // The version errors are reported in: the configuration's, once it is known and supported.
   let version: string = LATEST_VERSION;
   try {
@@ -123,4 +125,6 @@ process.on('uncaughtException', (e) => {
   }
 });
 
-process.exitCode = main();
+const code = main();
+trace('done');
+process.exit(code);

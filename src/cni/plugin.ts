@@ -19,6 +19,7 @@ import {
   ipBatchOrThrow,
   ipJson,
   localLinkNames,
+  trace,
   type IpLink,
   type IpRoute,
 } from './ip.js';
@@ -338,6 +339,7 @@ export function cmdAdd(env: CniEnv, conf: NetConf, cniArgs: Map<string, string>)
     };
     return st.write(ip, hash, rec);
   });
+  trace('allocated');
   faultPoint('after-alloc');
 
   const ip = formatIPv4(alloc.ip);
