@@ -386,7 +386,8 @@ export function cmdAdd(env: CniEnv, conf: NetConf, cniArgs: Map<string, string>)
         `addr add ${ip}/${len} broadcast + dev ${key.ifname}`,
         `link set ${key.ifname} up`,
         ...routes.map(
-          (rt) => `route add ${rt.dst === '0.0.0.0/0' ? 'default' : rt.dst} via ${rt.gw} dev ${key.ifname}`,
+          (rt) =>
+            `route append ${rt.dst === '0.0.0.0/0' ? 'default' : rt.dst} via ${rt.gw} dev ${key.ifname}`,
         ),
       ],
       { netns },
