@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { run } from '../util/exec.js';
 import { WeftError } from '../util/errors.js';
 
@@ -135,13 +136,15 @@ export interface ConflistInvocation {
 export async function invokeConflist(inv: ConflistInvocation): Promise<Record<string, unknown> | undefined> {
   const { conflist } = inv;
   const dirs = inv.pluginDirs ?? ['/opt/cni/bin', '/usr/lib/cni'];
-  const { existsSync } = await import('node:fs');
   const resolve = (type: string): string => {
     const own = inv.plugins?.[type];
     if (own) return own;
     for (const d of dirs) if (existsSync(`${d}/${type}`)) return `${d}/${type}`;
     throw new WeftError(`CNI plugin "${type}" not found in ${dirs.join(':')}`);
   };
+  // The spec forbids runtimes to call CHECK or GC on lists that disable them.
+  if ((inv.command === 'CHECK' && conflist.disableCheck) || (inv.command === 'GC' && conflist.disableGC))
+    return undefined;
   const order = inv.command === 'DEL' ? [...conflist.plugins].reverse() : conflist.plugins;
   let prev: Record<string, unknown> | undefined = inv.command === 'ADD' ? undefined : inv.prevResult;
   let last: Record<string, unknown> | undefined;

@@ -52,6 +52,16 @@ export function exec(file: string, args: string[], input = ''): ExecResult {
   return { code: r.status ?? 1, stdout: r.stdout, stderr: r.stderr };
 }
 
+/**
+ * Runs `ip ARGS` inside a network namespace given by path: a /run/netns/NAME bind mount is entered by
+ * `ip -n NAME` (one process); any other path (/proc/PID/ns/net) through `nsenter --net=PATH ip`.
+ */
+function inNetns(path: string, ipArgs: string[], input = ''): ExecResult {
+  const m = /^(?:\/var)?\/run\/netns\/([^/]+)$/.exec(path);
+  if (m) return exec('ip', ['-n', m[1]!, ...ipArgs], input);
+  return exec('nsenter', [`--net=${path}`, tool('ip'), ...ipArgs], input);
+}
+
 export interface BatchOptions {
   /** Path of a network namespace to run in (/run/netns/X or /proc/PID/ns/net); default: the current one. */
   netns?: string;
@@ -70,9 +80,7 @@ export interface BatchResult extends ExecResult {
 export function ipBatch(lines: string[], opts: BatchOptions = {}): BatchResult {
   const ipArgs = [...(opts.json ? ['-json'] : []), ...(opts.force ? ['-force'] : []), '-batch', '-'];
   const input = lines.join('\n') + '\n';
-  const r = opts.netns
-    ? exec('nsenter', [`--net=${opts.netns}`, tool('ip'), ...ipArgs], input)
-    : exec('ip', ipArgs, input);
+  const r = opts.netns ? inNetns(opts.netns, ipArgs, input) : exec('ip', ipArgs, input);
   const failed: number[] = [];
   for (const m of r.stderr.matchAll(/Command failed -:(\d+)/g)) failed.push(Number(m[1]));
   return { ...r, failed };
@@ -98,9 +106,7 @@ export function ipBatchOrThrow(lines: string[], opts: BatchOptions = {}, what = 
 
 /** One `ip -json` command; undefined when it fails (e.g. the device does not exist). */
 export function ipJson<T>(args: string[], netns?: string): T | undefined {
-  const r = netns
-    ? exec('nsenter', [`--net=${netns}`, tool('ip'), '-json', ...args])
-    : exec('ip', ['-json', ...args]);
+  const r = netns ? inNetns(netns, ['-json', ...args]) : exec('ip', ['-json', ...args]);
   if (r.code !== 0) return undefined;
   try {
     return JSON.parse(r.stdout || '[]') as T;

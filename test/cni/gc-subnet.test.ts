@@ -100,3 +100,19 @@ test('a changed lease re-addresses the bridge instead of failing, says so, and d
     ['10.244.7'],
   );
 });
+
+test("a bridge deleted behind weft-cni's back is re-created by the next ADD", async (t) => {
+  const node = await makeNode(t);
+  const [p1, p2] = await makeNetns(t, 'p1', 'p2');
+  await call(node, 'ADD', p1!);
+  await run('ip', ['-n', node.ns, 'link', 'del', 'weft0']);
+  await call(node, 'ADD', p2!);
+  const [br] = await links(node.ns, 'weft0');
+  assert.ok(br!.flags.includes('UP'));
+  assert.deepEqual(
+    br!.addr_info!.filter((a) => a.family === 'inet').map((a) => `${a.local}/${a.prefixlen}`),
+    ['10.244.1.1/24'],
+  );
+  await httpServer(t, node.ns, '10.244.1.1', 8082, 'back');
+  assert.equal(await httpGet(p2!, '10.244.1.1', 8082), 'back');
+});
