@@ -263,6 +263,16 @@ function requestedAddress(conf: NetConf, cniArgs: Map<string, string>, subnet: C
   return undefined;
 }
 
+/** CNI_ARGS MAC (used only when neither runtimeConfig.mac nor args.cni.mac is given). */
+function argsMac(cniArgs: Map<string, string>): string | undefined {
+  const m = cniArgs.get('MAC');
+  if (m === undefined) return undefined;
+  if (!/^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$/.test(m) || (parseInt(m.slice(0, 2), 16) & 1) === 1) {
+    throw new CniError(ERR.INVALID_ENV, `CNI_ARGS: MAC=${m} is not a unicast MAC address`);
+  }
+  return m.toLowerCase();
+}
+
 /** Drops allocations of an older subnet whose host veth is gone (their pods no longer exist). */
 function dropStale(st: IpamStore, all: Allocation[], subnet: Cidr): number {
   const links = localLinkNames();
@@ -369,7 +379,7 @@ export function cmdAdd(env: CniEnv, conf: NetConf, cniArgs: Map<string, string>)
   faultPoint('after-alloc');
 
   const ip = formatIPv4(alloc.ip);
-  const podMac = conf.requestedMac ?? mac(0x0a, alloc.ip);
+  const podMac = conf.requestedMac ?? argsMac(cniArgs) ?? mac(0x0a, alloc.ip);
   const hostMac = mac(0x0e, alloc.ip);
   let hostCreated = false;
   try {

@@ -213,8 +213,11 @@ test('requested addresses: runtimeConfig.ips, args.cni.ips, CNI_ARGS IP; taken o
     config: node.config({ args: { cni: { ips: ['10.244.1.78'] }, labels: { x: 1 } } }),
   })) as unknown as Result;
   assert.equal(res.ips[0]!.address, '10.244.1.78/24');
-  res = (await call(node, 'ADD', c!, { args: 'IgnoreUnknown=1;IP=10.244.1.79' })) as unknown as Result;
+  res = (await call(node, 'ADD', c!, {
+    args: 'IgnoreUnknown=1;IP=10.244.1.79;MAC=02:aa:bb:cc:dd:ee',
+  })) as unknown as Result;
   assert.equal(res.ips[0]!.address, '10.244.1.79/24');
+  assert.equal(res.interfaces[2]!.mac, '02:aa:bb:cc:dd:ee');
   let e = errorOf(await callRaw(node, 'ADD', d!, { args: 'IP=10.244.1.77' }));
   assert.equal(e.code, 103);
   assert.match(e.msg, /already allocated/);
