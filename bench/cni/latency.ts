@@ -8,7 +8,7 @@
  *
  * Everything lives in network namespaces named wcni-<random>-…, removed at the end (also on failure).
  */
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { run } from '../../src/util/exec.js';
 import { writeSubnetEnv } from '../../src/config/subnet-env.js';
@@ -199,11 +199,24 @@ async function main(): Promise<void> {
   for (const [name, a, b, note] of rows)
     console.log(`| ${name} | ${f(a)} | ${f(b)} | ${(a / b).toFixed(2)}×${note ? ` (${note})` : ''} |`);
 
-  // Where weft-cni's time goes.
-  const nodeStart = await timeCmd(process.execPath, ['-e', '0'], 15);
-  const netnsExec = await timeCmd('ip', ['netns', 'exec', weft.node, 'true'], 15);
-  const ipSpawn = await timeCmd('ip', ['-n', weft.node, 'link', 'show', 'lo'], 15);
-  const version = await timeCmd('ip', ['netns', 'exec', weft.node, 'env', 'CNI_COMMAND=VERSION', PLUGIN], 15);
+  // Where weft-cni's time goes: the same harness (execCni under ip netns exec) for a Node script that
+  // exits at once (the floor any Node plugin pays), for weft-cni's VERSION (floor + module loading), and
+  // the in-plugin phases of ADD from WEFT_CNI_TRACE=1.
+  const nullPlugin = `${dir}/null-plugin.mjs`;
+  await writeFile(nullPlugin, '#!/usr/bin/env node\nprocess.exit(0);\n', { mode: 0o755 });
+  const harness = async (plugin: string, command: CniCommand, n: number): Promise<number> => {
+    const xs: number[] = [];
+    for (let i = 0; i < n; i++) {
+      const t0 = process.hrtime.bigint();
+      await execCni({ plugin, command, hostNetns: weft.node, config: { cniVersion: '1.0.0' } });
+      xs.push(Number(process.hrtime.bigint() - t0) / 1e6);
+    }
+    return median(xs);
+  };
+  const nodeFloor = await harness(nullPlugin, 'VERSION', 20);
+  const version = await harness(PLUGIN, 'VERSION', 20);
+  const netnsExec = await timeCmd('ip', ['netns', 'exec', weft.node, 'true'], 20);
+  const ipSpawn = await timeCmd('ip', ['-n', weft.node, 'link', 'show', 'lo'], 20);
   const phases = new Map<string, number[]>();
   const [tp] = mk('t', 1);
   await netnsAdd([tp!]);
@@ -224,7 +237,8 @@ async function main(): Promise<void> {
       if (!m) continue;
       const label = m[1]!.startsWith('nsenter') ? 'pod batch (nsenter ip -batch)' : m[1]!;
       const t = Number(m[2]);
-      const key = label === 'loaded' ? 'node start-up + module load' : label;
+      const key =
+        label === 'loaded' ? 'Node start-up + module load (performance.now() at first line)' : label;
       (phases.get(key) ?? phases.set(key, []).get(key)!).push(t - prev);
       prev = t;
     }
@@ -240,16 +254,20 @@ async function main(): Promise<void> {
   console.log('\nwhere weft-cni ADD time goes (medians, ms)');
   console.log('| part | ms |');
   console.log('|---|---:|');
-  console.log(`| \`node -e 0\` (bare Node start-up and exit) | ${f(nodeStart)} |`);
+  console.log(`| weft-cni ADD, whole (from the table above) | ${f(median(w.add))} |`);
   console.log(
-    `| \`ip netns exec NODE true\` (the runtime-side wrapper, paid by both plugins) | ${f(netnsExec)} |`,
+    `| empty Node script as a plugin (ip netns exec + Node start-up + exit): the floor | ${f(nodeFloor)} |`,
+  );
+  console.log(`| weft-cni VERSION (floor + loading weft-cni's modules) | ${f(version)} |`);
+  console.log(
+    `| of which \`ip netns exec NODE true\` (runtime-side wrapper, paid by both plugins) | ${f(netnsExec)} |`,
   );
   console.log(`| one \`ip\` process (\`ip -n NODE link show lo\`) | ${f(ipSpawn)} |`);
-  console.log(`| weft-cni VERSION under ip netns exec (start-up + module load + exit) | ${f(version)} |`);
   const names: Record<string, string> = {
-    'ip -json': 'bridge query (ip -json -d addr show)',
-    'ip -batch': 'host batch (veth pair, master, up)',
-    allocated: 'lock + allocation record',
+    'ip -json': 'bridge query (ip -json -d addr show; skipped when bridge-state matches)',
+    'ip -batch': 'host batch: ip -batch (veth pair, master, up)',
+    'ip -n': 'pod batch: ip -n POD -batch (address, up, routes)',
+    allocated: 'plugin modules (loaded lazily) + subnet.env + bridge-state + lock + allocation record',
     done: 'result + sysctl',
   };
   for (const [k, xs] of phases) console.log(`| in-plugin: ${names[k] ?? k} | ${f(median(xs))} |`);
