@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { run } from '../util/exec.js';
 import { WeftError } from '../util/errors.js';
 
@@ -93,4 +94,95 @@ export async function invokeCni(inv: CniInvocation): Promise<Record<string, unkn
     );
   }
   return parsed as Record<string, unknown>;
+}
+
+/** A network configuration list (SPEC.md §1 "Network Configuration Lists"). */
+export interface CniConflist {
+  cniVersion: string;
+  name: string;
+  disableCheck?: boolean;
+  disableGC?: boolean;
+  plugins: Record<string, unknown>[];
+}
+
+export interface ConflistInvocation {
+  conflist: CniConflist;
+  command: Exclude<CniCommand, 'VERSION'>;
+  containerId?: string;
+  netns?: string;
+  ifname?: string;
+  args?: string;
+  hostNetns?: string;
+  env?: Record<string, string>;
+  /** Executable per plugin type (e.g. {"weft-cni": ".../dist/src/cni/main.js"}); others are searched in pluginDirs. */
+  plugins?: Record<string, string>;
+  /** Directories searched for plugin executables (CNI_PATH); default /opt/cni/bin, /usr/lib/cni. */
+  pluginDirs?: string[];
+  /** Capability arguments (portMappings, bandwidth, ips, mac, …), passed in runtimeConfig to plugins that declare them. */
+  capabilityArgs?: Record<string, unknown>;
+  /** For DEL and CHECK: the cached result of the ADD, passed to every plugin as prevResult. */
+  prevResult?: Record<string, unknown>;
+  /** For GC: the attachments that are still valid. */
+  validAttachments?: { containerID: string; ifname: string }[];
+}
+
+/**
+ * The runtime side of a conflist, as libcni runs one: every plugin gets the list's name and cniVersion
+ * and the runtimeConfig of the capabilities it declares; ADD runs the plugins in order, each with the
+ * previous result as prevResult, and returns the last result; DEL runs them in reverse order and CHECK
+ * in order, each with the ADD's result as prevResult; GC and STATUS run every plugin. Stops at the first
+ * error (throwing CniPluginError), as the spec requires.
+ */
+export async function invokeConflist(inv: ConflistInvocation): Promise<Record<string, unknown> | undefined> {
+  const { conflist } = inv;
+  const dirs = inv.pluginDirs ?? ['/opt/cni/bin', '/usr/lib/cni'];
+  const resolve = (type: string): string => {
+    const own = inv.plugins?.[type];
+    if (own) return own;
+    for (const d of dirs) if (existsSync(`${d}/${type}`)) return `${d}/${type}`;
+    throw new WeftError(`CNI plugin "${type}" not found in ${dirs.join(':')}`);
+  };
+  // The spec forbids runtimes to call CHECK or GC on lists that disable them.
+  if ((inv.command === 'CHECK' && conflist.disableCheck) || (inv.command === 'GC' && conflist.disableGC))
+    return undefined;
+  const order = inv.command === 'DEL' ? [...conflist.plugins].reverse() : conflist.plugins;
+  let prev: Record<string, unknown> | undefined = inv.command === 'ADD' ? undefined : inv.prevResult;
+  let last: Record<string, unknown> | undefined;
+  for (const plugin of order) {
+    const type = plugin.type;
+    if (typeof type !== 'string') throw new WeftError(`conflist ${conflist.name}: a plugin has no "type"`);
+    const config: Record<string, unknown> = {
+      ...plugin,
+      name: conflist.name,
+      cniVersion: conflist.cniVersion,
+    };
+    const caps = plugin.capabilities;
+    if (caps && typeof caps === 'object' && inv.capabilityArgs) {
+      const rc: Record<string, unknown> = {};
+      for (const [k, v] of Object.entries(inv.capabilityArgs)) {
+        if ((caps as Record<string, unknown>)[k] === true) rc[k] = v;
+      }
+      if (Object.keys(rc).length > 0) config.runtimeConfig = rc;
+    }
+    if (prev !== undefined && (inv.command === 'ADD' || inv.command === 'DEL' || inv.command === 'CHECK')) {
+      config.prevResult = prev;
+    }
+    if (inv.command === 'GC') config['cni.dev/valid-attachments'] = inv.validAttachments ?? [];
+    const file = resolve(type);
+    const res = await invokeCni({
+      plugin: file,
+      command: inv.command,
+      config,
+      path: [...new Set([file.replace(/\/[^/]*$/, ''), ...dirs])].join(':'),
+      ...(inv.containerId !== undefined && { containerId: inv.containerId }),
+      ...(inv.netns !== undefined && { netns: inv.netns }),
+      ...(inv.ifname !== undefined && { ifname: inv.ifname }),
+      ...(inv.args !== undefined && { args: inv.args }),
+      ...(inv.hostNetns !== undefined && { hostNetns: inv.hostNetns }),
+      ...(inv.env !== undefined && { env: inv.env }),
+    });
+    if (inv.command === 'ADD') prev = res;
+    last = res;
+  }
+  return inv.command === 'ADD' ? prev : last;
 }

@@ -8,6 +8,13 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { CniError, ERR } from './errors.js';
 
+const tracing = process.env.WEFT_CNI_TRACE === '1';
+
+/** WEFT_CNI_TRACE=1: prints each phase's time since process start to stderr (for the benchmark). */
+export function trace(label: string): void {
+  if (tracing) process.stderr.write(`weft-cni trace ${label} ${performance.now().toFixed(2)}\n`);
+}
+
 const toolCache = new Map<string, string>();
 
 /** Absolute path of a system tool; runtimes often run plugins with a PATH that lacks /usr/sbin. */
@@ -34,6 +41,7 @@ export interface ExecResult {
 
 export function exec(file: string, args: string[], input = ''): ExecResult {
   const r = spawnSync(tool(file), args, { input, encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
+  trace(`${file} ${args[0] ?? ''}`);
   if (r.error) {
     const e = r.error as NodeJS.ErrnoException;
     throw new CniError(
@@ -42,6 +50,16 @@ export function exec(file: string, args: string[], input = ''): ExecResult {
     );
   }
   return { code: r.status ?? 1, stdout: r.stdout, stderr: r.stderr };
+}
+
+/**
+ * Runs `ip ARGS` inside a network namespace given by path: a /run/netns/NAME bind mount is entered by
+ * `ip -n NAME` (one process); any other path (/proc/PID/ns/net) through `nsenter --net=PATH ip`.
+ */
+function inNetns(path: string, ipArgs: string[], input = ''): ExecResult {
+  const m = /^(?:\/var)?\/run\/netns\/([^/]+)$/.exec(path);
+  if (m) return exec('ip', ['-n', m[1]!, ...ipArgs], input);
+  return exec('nsenter', [`--net=${path}`, tool('ip'), ...ipArgs], input);
 }
 
 export interface BatchOptions {
@@ -62,9 +80,7 @@ export interface BatchResult extends ExecResult {
 export function ipBatch(lines: string[], opts: BatchOptions = {}): BatchResult {
   const ipArgs = [...(opts.json ? ['-json'] : []), ...(opts.force ? ['-force'] : []), '-batch', '-'];
   const input = lines.join('\n') + '\n';
-  const r = opts.netns
-    ? exec('nsenter', [`--net=${opts.netns}`, tool('ip'), ...ipArgs], input)
-    : exec('ip', ipArgs, input);
+  const r = opts.netns ? inNetns(opts.netns, ipArgs, input) : exec('ip', ipArgs, input);
   const failed: number[] = [];
   for (const m of r.stderr.matchAll(/Command failed -:(\d+)/g)) failed.push(Number(m[1]));
   return { ...r, failed };
@@ -90,9 +106,7 @@ export function ipBatchOrThrow(lines: string[], opts: BatchOptions = {}, what = 
 
 /** One `ip -json` command; undefined when it fails (e.g. the device does not exist). */
 export function ipJson<T>(args: string[], netns?: string): T | undefined {
-  const r = netns
-    ? exec('nsenter', [`--net=${netns}`, tool('ip'), '-json', ...args])
-    : exec('ip', ['-json', ...args]);
+  const r = netns ? inNetns(netns, ['-json', ...args]) : exec('ip', ['-json', ...args]);
   if (r.code !== 0) return undefined;
   try {
     return JSON.parse(r.stdout || '[]') as T;

@@ -6,6 +6,7 @@
  *
  * Start-up is on the hot path of every pod: only Node built-ins and small local modules are loaded.
  */
+import { spawn } from 'node:child_process';
 import { readSync, writeSync } from 'node:fs';
 import {
   compareVersions,
@@ -18,7 +19,22 @@ import {
   SUPPORTED_VERSIONS,
 } from './config.js';
 import { CniError, ERR } from './errors.js';
-import { cmdAdd, cmdCheck, cmdDel, cmdGc, cmdStatus, formatResult } from './plugin.js';
+import { localLinkNames, tool, trace } from './ip.js';
+import { attachmentHash, hostVethName } from './names.js';
+
+/**
+ * DEL's slowest part is the kernel deleting the veth pair (~20 ms). It needs only the attachment's host
+ * veth name, so it is started (asynchronously) before the rest of the plugin is loaded, and overlaps it.
+ */
+function startVethDelete(containerId: string, ifname: string): Promise<void> {
+  const veth = hostVethName(attachmentHash({ containerId, ifname }));
+  if (!localLinkNames().has(veth)) return Promise.resolve();
+  return new Promise((resolve) => {
+    const child = spawn(tool('ip'), ['link', 'del', veth], { stdio: 'ignore' });
+    child.on('error', () => resolve());
+    child.on('close', () => resolve()); // cmdDel checks the outcome and retries if needed
+  });
+}
 
 function readStdin(): string {
   const chunks: Buffer[] = [];
@@ -55,7 +71,8 @@ function requireVersion(version: string, min: string, verb: string): void {
   }
 }
 
-function main(): number {
+async function main(): Promise<number> {
+  trace('loaded');
   // The version errors are reported in: the configuration's, once it is known and supported.
   let version: string = LATEST_VERSION;
   try {
@@ -77,6 +94,9 @@ function main(): number {
     const raw = decodeConfig(input);
     version = configVersion(raw);
     const conf = parseNetConf(raw, version);
+    const early = env.command === 'DEL' ? startVethDelete(env.containerId!, env.ifname!) : undefined;
+    const { cmdAdd, cmdCheck, cmdDel, cmdGc, cmdStatus, formatResult } = await import('./plugin.js');
+    await early;
     switch (env.command) {
       case 'ADD': {
         const cniArgs = parseCniArgs(env.args);
@@ -123,4 +143,7 @@ process.on('uncaughtException', (e) => {
   }
 });
 
-process.exitCode = main();
+void main().then((code) => {
+  trace('done');
+  process.exit(code);
+});

@@ -6,7 +6,7 @@
  * namespace (veth pair created with its peer directly inside the pod's namespace, enslaved, up) and one
  * batch inside the pod's namespace (address, up, routes).
  */
-import { readFileSync, statfsSync } from 'node:fs';
+import { mkdirSync, readFileSync, renameSync, statfsSync, writeFileSync } from 'node:fs';
 import { parseSubnetEnv, type SubnetEnv } from '../config/subnet-env.js';
 import { describeError } from '../util/errors.js';
 import { formatIPv4, parseIPv4, Cidr, type IPv4 } from '../util/ipv4.js';
@@ -19,6 +19,7 @@ import {
   ipBatchOrThrow,
   ipJson,
   localLinkNames,
+  trace,
   type IpLink,
   type IpRoute,
 } from './ip.js';
@@ -163,7 +164,27 @@ function queryBridge(name: string): IpLink | undefined {
  * When the lease changed (subnet.env differs from the bridge's address), the old address is replaced
  * instead of failing the way Flannel's "cni0 already has an IP address different from …" does.
  */
-function ensureBridge(name: string, env: SubnetEnv, mtu: number): BridgeState {
+function ensureBridge(name: string, env: SubnetEnv, mtu: number, stateFile: string): BridgeState {
+  // Fast path: the last ADD recorded the bridge as configured for this very subnet, and it still exists
+  // (checked without spawning anything). Any difference falls through to the full query.
+  const want = `${name} ${formatIPv4(env.gateway)}/${env.subnet.len}`;
+  try {
+    const [state, mac] = readFileSync(stateFile, 'utf8').split('\n');
+    if (state === want && mac && localLinkNames().has(name)) return { mac, replaced: [] };
+  } catch {
+    /* no state yet */
+  }
+  const st = configureBridge(name, env, mtu);
+  try {
+    writeFileSync(`${stateFile}.${process.pid}`, `${want}\n${st.mac}\n`);
+    renameSync(`${stateFile}.${process.pid}`, stateFile);
+  } catch {
+    /* only an optimisation */
+  }
+  return st;
+}
+
+function configureBridge(name: string, env: SubnetEnv, mtu: number): BridgeState {
   let link = queryBridge(name);
   if (!link) {
     const r = ipBatch([`link add ${name} address ${mac(0x0a, env.gateway)} mtu ${mtu} type bridge`]);
@@ -242,6 +263,16 @@ function requestedAddress(conf: NetConf, cniArgs: Map<string, string>, subnet: C
   return undefined;
 }
 
+/** CNI_ARGS MAC (used only when neither runtimeConfig.mac nor args.cni.mac is given). */
+function argsMac(cniArgs: Map<string, string>): string | undefined {
+  const m = cniArgs.get('MAC');
+  if (m === undefined) return undefined;
+  if (!/^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$/.test(m) || (parseInt(m.slice(0, 2), 16) & 1) === 1) {
+    throw new CniError(ERR.INVALID_ENV, `CNI_ARGS: MAC=${m} is not a unicast MAC address`);
+  }
+  return m.toLowerCase();
+}
+
 /** Drops allocations of an older subnet whose host veth is gone (their pods no longer exist). */
 function dropStale(st: IpamStore, all: Allocation[], subnet: Cidr): number {
   const links = localLinkNames();
@@ -304,7 +335,13 @@ export function cmdAdd(env: CniEnv, conf: NetConf, cniArgs: Map<string, string>)
   const gw = formatIPv4(senv.gateway);
   const len = senv.subnet.len;
 
-  const bridge = ensureBridge(conf.bridge, senv, mtu);
+  const stDir = `${conf.dataDir}/${conf.name}`;
+  try {
+    mkdirSync(stDir, { recursive: true, mode: 0o700 });
+  } catch (e) {
+    throw new CniError(ERR.IO, `cannot create the allocation store ${stDir}: ${errnoOf(e)}`);
+  }
+  const bridge = ensureBridge(conf.bridge, senv, mtu, `${stDir}/bridge-state`);
   const requested = requestedAddress(conf, cniArgs, senv.subnet);
   const st = store(conf);
   let fresh = false;
@@ -338,10 +375,11 @@ export function cmdAdd(env: CniEnv, conf: NetConf, cniArgs: Map<string, string>)
     };
     return st.write(ip, hash, rec);
   });
+  trace('allocated');
   faultPoint('after-alloc');
 
   const ip = formatIPv4(alloc.ip);
-  const podMac = conf.requestedMac ?? mac(0x0a, alloc.ip);
+  const podMac = conf.requestedMac ?? argsMac(cniArgs) ?? mac(0x0a, alloc.ip);
   const hostMac = mac(0x0e, alloc.ip);
   let hostCreated = false;
   try {
@@ -384,7 +422,8 @@ export function cmdAdd(env: CniEnv, conf: NetConf, cniArgs: Map<string, string>)
         `addr add ${ip}/${len} broadcast + dev ${key.ifname}`,
         `link set ${key.ifname} up`,
         ...routes.map(
-          (rt) => `route add ${rt.dst === '0.0.0.0/0' ? 'default' : rt.dst} via ${rt.gw} dev ${key.ifname}`,
+          (rt) =>
+            `route append ${rt.dst === '0.0.0.0/0' ? 'default' : rt.dst} via ${rt.gw} dev ${key.ifname}`,
         ),
       ],
       { netns },

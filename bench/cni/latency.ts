@@ -1,0 +1,281 @@
+/**
+ * weft-cni latency benchmark (not a test): ADD and DEL latency (median, p95) over 100 sequential pods
+ * and the throughput of 20 pods attached in parallel, side by side with Debian's reference `bridge` +
+ * `host-local` plugins in the same run, each plugin running in its own node netns exactly as a runtime
+ * would run it (`ip netns exec NODE plugin`). Then a breakdown of where weft-cni's time goes.
+ *
+ *   node dist/bench/cni/latency.js [--pods 100] [--parallel 20]
+ *
+ * Everything lives in network namespaces named wcni-<random>-…, removed at the end (also on failure).
+ */
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
+import { run } from '../../src/util/exec.js';
+import { writeSubnetEnv } from '../../src/config/subnet-env.js';
+import { Cidr, parseIPv4 } from '../../src/util/ipv4.js';
+import { execCni, type CniCommand } from '../../src/cni/invoke.js';
+
+const PLUGIN = fileURLToPath(new URL('../../src/cni/main.js', import.meta.url));
+const REF_DIR = '/usr/lib/cni';
+
+function arg(name: string, dflt: number): number {
+  const i = process.argv.indexOf(`--${name}`);
+  return i > 0 ? Number(process.argv[i + 1]) : dflt;
+}
+const PODS = arg('pods', 100);
+const PAR = arg('parallel', 20);
+
+interface Impl {
+  label: string;
+  node: string;
+  plugin: string;
+  config: Record<string, unknown>;
+  pods: string[];
+  parPods: string[];
+}
+
+const id = Math.random().toString(36).slice(2, 8);
+const allNs: string[] = [];
+const dirs: string[] = [];
+
+async function netnsAdd(names: string[]): Promise<void> {
+  allNs.push(...names);
+  await run('ip', ['-batch', '-'], { input: names.map((n) => `netns add ${n}`).join('\n') + '\n' });
+}
+
+async function cleanup(): Promise<void> {
+  if (allNs.length > 0) {
+    await run('ip', ['-force', '-batch', '-'], {
+      input: allNs.map((n) => `netns del ${n}`).join('\n') + '\n',
+      allowFailure: true,
+    });
+  }
+  for (const d of dirs) await rm(d, { recursive: true, force: true });
+}
+
+async function timed(
+  impl: Impl,
+  command: CniCommand,
+  pod: string,
+  env?: Record<string, string>,
+): Promise<number> {
+  const t0 = process.hrtime.bigint();
+  const out = await execCni({
+    plugin: impl.plugin,
+    command,
+    hostNetns: impl.node,
+    config: impl.config,
+    containerId: `bench-${pod}`,
+    netns: `/run/netns/${pod}`,
+    ifname: 'eth0',
+    path: REF_DIR,
+    ...(env && { env }),
+  });
+  const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+  if (out.exitCode !== 0)
+    throw new Error(`${impl.label} ${command} ${pod} failed: ${out.stdout} ${out.stderr}`);
+  return ms;
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+function p95(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.ceil(0.95 * s.length) - 1)]!;
+}
+
+async function timeCmd(file: string, args: string[], n: number): Promise<number> {
+  const xs: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const t0 = process.hrtime.bigint();
+    await run(file, args, { allowFailure: true });
+    xs.push(Number(process.hrtime.bigint() - t0) / 1e6);
+  }
+  return median(xs);
+}
+
+async function main(): Promise<void> {
+  const dir = await mkdtemp('/tmp/wcni-bench-');
+  dirs.push(dir);
+  const subnetFile = `${dir}/subnet.env`;
+  await writeSubnetEnv(subnetFile, {
+    network: Cidr.parse('10.244.0.0/16')!,
+    subnet: Cidr.parse('10.244.1.0/24')!,
+    gateway: parseIPv4('10.244.1.1')!,
+    mtu: 1450,
+    ipMasq: false,
+  });
+  const mk = (tag: string, n: number) => Array.from({ length: n }, (_, i) => `wcni-${id}-${tag}${i}`);
+  const weft: Impl = {
+    label: 'weft-cni',
+    node: `wcni-${id}-wnode`,
+    plugin: PLUGIN,
+    config: { cniVersion: '1.0.0', name: 'weft', type: 'weft-cni', subnetFile, dataDir: `${dir}/weft` },
+    pods: mk('w', PODS),
+    parPods: mk('wp', PAR),
+  };
+  const ref: Impl = {
+    label: 'bridge+host-local',
+    node: `wcni-${id}-rnode`,
+    plugin: `${REF_DIR}/bridge`,
+    config: {
+      cniVersion: '1.0.0',
+      name: 'refnet',
+      type: 'bridge',
+      bridge: 'cni0',
+      isGateway: true,
+      isDefaultGateway: true,
+      mtu: 1450,
+      ipam: {
+        type: 'host-local',
+        dataDir: `${dir}/host-local`,
+        ranges: [[{ subnet: '10.244.1.0/24' }]],
+        routes: [{ dst: '10.244.0.0/16' }],
+      },
+    },
+    pods: mk('r', PODS),
+    parPods: mk('rp', PAR),
+  };
+  const impls = [weft, ref];
+  for (const im of impls) await netnsAdd([im.node, ...im.pods, ...im.parPods]);
+
+  // Warm-up (page cache, bridge creation) so that the first pod does not count bridge set-up.
+  for (const im of impls) {
+    const [w] = mk(`${im === weft ? 'ww' : 'rw'}`, 1);
+    await netnsAdd([w!]);
+    await timed(im, 'ADD', w!);
+    await timed(im, 'DEL', w!);
+  }
+
+  // Sequential: alternate the two implementations pod by pod, so that machine noise hits both alike.
+  const seq = new Map(impls.map((im) => [im, { add: [] as number[], del: [] as number[] }]));
+  for (let i = 0; i < PODS; i++)
+    for (const im of impls) seq.get(im)!.add.push(await timed(im, 'ADD', im.pods[i]!));
+  for (let i = 0; i < PODS; i++)
+    for (const im of impls) seq.get(im)!.del.push(await timed(im, 'DEL', im.pods[i]!));
+
+  // Parallel throughput.
+  const par = new Map<Impl, { add: number; del: number }>();
+  for (const im of impls) {
+    let t0 = process.hrtime.bigint();
+    await Promise.all(im.parPods.map((p) => timed(im, 'ADD', p)));
+    const add = Number(process.hrtime.bigint() - t0) / 1e6;
+    t0 = process.hrtime.bigint();
+    await Promise.all(im.parPods.map((p) => timed(im, 'DEL', p)));
+    const del = Number(process.hrtime.bigint() - t0) / 1e6;
+    par.set(im, { add, del });
+  }
+
+  const f = (x: number) => x.toFixed(1);
+  const rows: [string, number, number, string][] = [];
+  const w = seq.get(weft)!;
+  const r = seq.get(ref)!;
+  rows.push(['ADD median (ms)', median(w.add), median(r.add), '']);
+  rows.push(['ADD p95 (ms)', p95(w.add), p95(r.add), '']);
+  rows.push(['DEL median (ms)', median(w.del), median(r.del), '']);
+  rows.push(['DEL p95 (ms)', p95(w.del), p95(r.del), '']);
+  const wp = par.get(weft)!;
+  const rp = par.get(ref)!;
+  rows.push([
+    `ADD ${PAR} parallel (pods/s)`,
+    (PAR * 1000) / wp.add,
+    (PAR * 1000) / rp.add,
+    'higher is better',
+  ]);
+  rows.push([
+    `DEL ${PAR} parallel (pods/s)`,
+    (PAR * 1000) / wp.del,
+    (PAR * 1000) / rp.del,
+    'higher is better',
+  ]);
+  console.log(
+    `\nweft-cni vs Debian bridge+host-local (containernetworking-plugins), ${PODS} sequential pods, ${PAR} parallel`,
+  );
+  console.log('| metric | weft-cni | bridge+host-local | weft/ref |');
+  console.log('|---|---:|---:|---:|');
+  for (const [name, a, b, note] of rows)
+    console.log(`| ${name} | ${f(a)} | ${f(b)} | ${(a / b).toFixed(2)}×${note ? ` (${note})` : ''} |`);
+
+  // Where weft-cni's time goes: the same harness (execCni under ip netns exec) for a Node script that
+  // exits at once (the floor any Node plugin pays), for weft-cni's VERSION (floor + module loading), and
+  // the in-plugin phases of ADD from WEFT_CNI_TRACE=1.
+  const nullPlugin = `${dir}/null-plugin.mjs`;
+  await writeFile(nullPlugin, '#!/usr/bin/env node\nprocess.exit(0);\n', { mode: 0o755 });
+  const harness = async (plugin: string, command: CniCommand, n: number): Promise<number> => {
+    const xs: number[] = [];
+    for (let i = 0; i < n; i++) {
+      const t0 = process.hrtime.bigint();
+      await execCni({ plugin, command, hostNetns: weft.node, config: { cniVersion: '1.0.0' } });
+      xs.push(Number(process.hrtime.bigint() - t0) / 1e6);
+    }
+    return median(xs);
+  };
+  const nodeFloor = await harness(nullPlugin, 'VERSION', 20);
+  const version = await harness(PLUGIN, 'VERSION', 20);
+  const netnsExec = await timeCmd('ip', ['netns', 'exec', weft.node, 'true'], 20);
+  const ipSpawn = await timeCmd('ip', ['-n', weft.node, 'link', 'show', 'lo'], 20);
+  const phases = new Map<string, number[]>();
+  const [tp] = mk('t', 1);
+  await netnsAdd([tp!]);
+  for (let i = 0; i < 15; i++) {
+    const out = await execCni({
+      plugin: PLUGIN,
+      command: 'ADD',
+      hostNetns: weft.node,
+      config: weft.config,
+      containerId: `trace-${i}`,
+      netns: `/run/netns/${tp}`,
+      ifname: 'eth0',
+      env: { WEFT_CNI_TRACE: '1' },
+    });
+    let prev = 0;
+    for (const line of out.stderr.split('\n')) {
+      const m = /^weft-cni trace (.*) ([\d.]+)$/.exec(line);
+      if (!m) continue;
+      const label = m[1]!.startsWith('nsenter') ? 'pod batch (nsenter ip -batch)' : m[1]!;
+      const t = Number(m[2]);
+      const key =
+        label === 'loaded' ? 'Node start-up + module load (performance.now() at first line)' : label;
+      (phases.get(key) ?? phases.set(key, []).get(key)!).push(t - prev);
+      prev = t;
+    }
+    await execCni({
+      plugin: PLUGIN,
+      command: 'DEL',
+      hostNetns: weft.node,
+      config: weft.config,
+      containerId: `trace-${i}`,
+      ifname: 'eth0',
+    });
+  }
+  console.log('\nwhere weft-cni ADD time goes (medians, ms)');
+  console.log('| part | ms |');
+  console.log('|---|---:|');
+  console.log(`| weft-cni ADD, whole (from the table above) | ${f(median(w.add))} |`);
+  console.log(
+    `| empty Node script as a plugin (ip netns exec + Node start-up + exit): the floor | ${f(nodeFloor)} |`,
+  );
+  console.log(`| weft-cni VERSION (floor + loading weft-cni's modules) | ${f(version)} |`);
+  console.log(
+    `| of which \`ip netns exec NODE true\` (runtime-side wrapper, paid by both plugins) | ${f(netnsExec)} |`,
+  );
+  console.log(`| one \`ip\` process (\`ip -n NODE link show lo\`) | ${f(ipSpawn)} |`);
+  const names: Record<string, string> = {
+    'ip -json': 'bridge query (ip -json -d addr show; skipped when bridge-state matches)',
+    'ip -batch': 'host batch: ip -batch (veth pair, master, up)',
+    'ip -n': 'pod batch: ip -n POD -batch (address, up, routes)',
+    allocated: 'plugin modules (loaded lazily) + subnet.env + bridge-state + lock + allocation record',
+    done: 'result + sysctl',
+  };
+  for (const [k, xs] of phases) console.log(`| in-plugin: ${names[k] ?? k} | ${f(median(xs))} |`);
+}
+
+main()
+  .catch((e: unknown) => {
+    console.error(e instanceof Error ? e.message : String(e));
+    process.exitCode = 1;
+  })
+  .finally(() => cleanup());
