@@ -294,23 +294,23 @@ test('agent lifecycle and resilience', { timeout: 420_000 }, async (t) => {
       const fake = '/coreos.com/network/subnets/10.244.250.0-24';
       await run('kill', ['-STOP', String((await readState(name)).nodes[0]!.agentPid)]);
       try {
-        await etcdctl(state, [
-          'put',
-          fake,
-          JSON.stringify({
-            PublicIP: '198.18.0.99',
-            PublicIPv6: null,
-            BackendType: 'vxlan',
-            BackendData: { VNI: 1, VtepMAC: '02:42:00:00:00:99' },
-          }),
-        ]);
+        // Break the agent's watch stream while it cannot notice, then move past its revision and compact.
+        await labEtcd(name, 'stop');
+        await labEtcd(name, 'start');
+        const peer = {
+          PublicIP: '198.18.0.99',
+          PublicIPv6: null,
+          BackendType: 'vxlan',
+          BackendData: { VNI: 1, VtepMAC: '02:42:00:00:00:99' },
+        };
+        await etcdctl(state, ['put', fake, JSON.stringify(peer)]);
+        await etcdctl(state, ['put', '/weft-test/filler', 'a']);
+        await etcdctl(state, ['put', '/weft-test/filler', 'b']);
         const rev = /"revision":(\d+)/.exec(
           (await etcdctl(state, ['endpoint', 'status', '-w', 'json'])).stdout,
         )?.[1];
         assert.ok(rev);
         await etcdctl(state, ['compact', rev]);
-        await labEtcd(name, 'stop');
-        await labEtcd(name, 'start');
       } finally {
         await run('kill', ['-CONT', String((await readState(name)).nodes[0]!.agentPid)]);
       }
