@@ -4,7 +4,7 @@ import { parseNetworkConfig, type NetworkConfig } from '../config/network-config
 import { parseSubnetEnv, writeSubnetEnv } from '../config/subnet-env.js';
 import { createBackend } from '../backend/index.js';
 import { podMtu, vxlanDeviceName, type Backend, type NodeContext, type PeerPlan } from '../backend/types.js';
-import { sysctlRead, sysctlWrite } from '../kernel/iproute.js';
+import { getLink, sysctlRead, sysctlWrite } from '../kernel/iproute.js';
 import { configKey, isReservation, vtepOf, type Lease, type LeaseAttrs } from '../store/lease.js';
 import { connectEtcd, SubnetRegistry, type WatchEvent } from '../store/registry.js';
 import { ConfigError, describeError, WeftError } from '../util/errors.js';
@@ -16,6 +16,9 @@ import { describeIface, selectPublicInterface, type PublicInterface } from './if
 import { LeaseManager } from './lease-manager.js';
 import { AgentMetrics } from './metrics.js';
 import { TrafficManager } from './traffic.js';
+import { CloudRouting, type CloudOptions } from './cloud.js';
+import { CloudConfigError, OpenStackUnreachableError } from '../openstack/errors.js';
+import { CloudProviderError } from '../cloud/provider.js';
 
 export interface AgentOptions {
   etcdEndpoints: string[];
@@ -30,9 +33,16 @@ export interface AgentOptions {
   resyncSeconds: number;
   healthzAddr?: string;
   statusSocket?: string;
+  /** Cloud routing (neutron, or auto on a cloud): clouds.yaml cloud name and file, cluster name. */
+  cloud?: CloudOptions;
+  /** Period of the cloud re-check (pairs and routes repaired if they drifted). */
+  cloudResyncSeconds?: number;
+  /** Called after the node left the cluster (POST /leave); the CLI exits the process. */
+  onLeft?: () => void;
   log: Logger;
 }
 
+const REAP_GRACE_MS = 15_000;
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /** Translates the etcd client's gRPC errors into a line an operator can act on. */
@@ -80,6 +90,7 @@ export class Agent implements StatusSource {
   private reconciling: Promise<void> | undefined;
   private lastTick = Date.now();
   private stopping = false;
+  private cloud: CloudRouting | undefined;
 
   constructor(private readonly opts: AgentOptions) {
     this.log = opts.log;
@@ -120,6 +131,7 @@ export class Agent implements StatusSource {
       peers: this.peerPlans.map((p) => ({ ...p, subnet: p.subnet.toString() })),
       corruptLeases: [...this.corrupt].map(([key, reason]) => ({ key, reason })),
       lastReconcile: this.lastReport,
+      cloud: this.cloud?.status(),
     };
   }
 
@@ -178,7 +190,17 @@ export class Agent implements StatusSource {
         (prev ? vtepOf(prev)?.mac : undefined) ??
         randomMac();
     }
-    this.attrs = { PublicIP: formatIPv4(this.iface.ip), PublicIPv6: null, ...this.backend.leaseAttrs(mac) };
+    if (
+      this.backend.cloud === 'required' ||
+      (this.backend.cloud === 'optional' && cloudConfigured(o.cloud))
+    ) {
+      this.cloud = await this.initCloud(mac);
+    }
+    this.attrs = {
+      PublicIP: formatIPv4(this.iface.ip),
+      PublicIPv6: null,
+      ...this.backend.leaseAttrs(mac, this.cloud?.currentFlags()),
+    };
     const previous = await this.previousSubnet();
     this.lease = await this.retry('acquire a subnet lease', () => this.leases.acquire(this.attrs, previous));
     await this.configureForLease();
@@ -199,11 +221,108 @@ export class Agent implements StatusSource {
     this.timers.push(setInterval(() => this.requestReconcile(), o.resyncSeconds * 1000));
     this.timers.push(setInterval(() => void this.checkEtcd(), 2000));
     this.timers.push(setInterval(() => void this.refreshCounters(), 5000));
+    if (this.cloud)
+      this.timers.push(setInterval(() => void this.cloudResync(), (o.cloudResyncSeconds ?? 30) * 1000));
+  }
+
+  /**
+   * Finds this node in the cloud. Configuration problems (no clouds.yaml, not a cloud port) are fatal
+   * for `neutron` and make `auto` go on without the cloud; an unreachable cloud API is retried.
+   */
+  private async initCloud(mac: string | undefined): Promise<CloudRouting | undefined> {
+    const c = new CloudRouting(
+      this.opts.cloud ?? { cluster: 'weft' },
+      this.log.child({ part: 'cloud' }),
+      this.metrics,
+    );
+    const linkMac = mac ?? (await getLink(this.iface.name))?.address;
+    let delay = 1000;
+    for (;;) {
+      try {
+        await c.init(this.registry.client, this.registry.prefix, formatIPv4(this.iface.ip), linkMac);
+        return c;
+      } catch (err) {
+        const fatal =
+          err instanceof CloudConfigError ||
+          (err instanceof CloudProviderError && err.code === 'NodePortNotFound');
+        if (fatal && this.backend.cloud === 'required') throw err;
+        if (fatal || this.stopping) {
+          this.log.warn(
+            `no cloud routing (VXLAN is used where routing would need the cloud): ${describeError(err)}`,
+          );
+          return undefined;
+        }
+        const why = err instanceof OpenStackUnreachableError ? err.message : describeError(err);
+        this.log.warn(`cannot reach the cloud: ${why}; retrying in ${delay / 1000}s`);
+        await sleep(delay);
+        delay = Math.min(delay * 2, 10_000);
+      }
+    }
+  }
+
+  private reaps = new Map<string, NodeJS.Timeout>();
+  /**
+   * Reaps a departed peer's cloud objects after a grace period, unless it came back meanwhile (a lease
+   * deleted by an operator is re-acquired within seconds and must not lose its routes).
+   */
+  private scheduleReap(ip: string): void {
+    clearTimeout(this.reaps.get(ip));
+    this.reaps.set(
+      ip,
+      setTimeout(() => {
+        this.reaps.delete(ip);
+        const back = [...this.peers.values()].some((p) => p.attrs.PublicIP === ip);
+        if (!back && !this.stopping) void this.cloud?.reap(ip);
+      }, REAP_GRACE_MS),
+    );
+  }
+
+  /** Re-asserts this node's cloud pairs and routes; republishes the lease when readiness changed. */
+  private async cloudResync(): Promise<void> {
+    if (!this.cloud || !this.lease || this.stopping) return;
+    try {
+      const flags = await this.cloud.ensureOwn(this.lease.subnet, formatIPv4(this.iface.ip));
+      await this.publishCloudFlags(flags);
+      this.requestReconcile();
+    } catch (err) {
+      this.log.warn(`cloud re-check failed: ${describeError(err)}`);
+    }
+  }
+
+  private async publishCloudFlags(flags: { Pairs: boolean; Route: boolean }): Promise<void> {
+    const next = { ...this.attrs, ...this.backend.leaseAttrs(vtepOf(this.attrs)?.mac, flags) };
+    if (JSON.stringify(next) === JSON.stringify(this.attrs)) return;
+    this.attrs = next;
+    const subnet = this.lease!.subnet;
+    this.lease = await this.retry('publish the cloud readiness in the lease', () =>
+      this.leases.acquire(this.attrs, subnet),
+    );
+    this.log.info({ cloud: flags }, 'published cloud readiness');
+  }
+
+  /** The node leaves the cluster: cloud objects, lease and kernel state removed; then opts.onLeft (exit). */
+  async leave(): Promise<void> {
+    await this.leaveCluster();
+    setTimeout(() => this.opts.onLeft?.(), 100);
+  }
+
+  private async leaveCluster(): Promise<void> {
+    this.log.warn('leaving the cluster: releasing cloud routes and pairs, the lease and the data path');
+    this.stopping = true;
+    for (const t of this.timers) clearInterval(t);
+    await this.stopWatch?.().catch(() => undefined);
+    await this.cloud
+      ?.releaseAll()
+      .catch((e: unknown) => this.log.error(`cannot release cloud objects: ${describeError(e)}`));
+    if (this.lease) await this.registry.casDelete(this.lease).catch(() => undefined);
+    await this.dp.apply({ routes: [], vteps: [], peers: [] }, undefined).catch(() => undefined);
+    await this.dp.removeVxlanDevices().catch(() => undefined);
+    await this.traffic.remove().catch(() => undefined);
   }
 
   async stop(): Promise<void> {
     this.stopping = true;
-    for (const t of this.timers) clearInterval(t);
+    for (const t of [...this.timers, ...this.reaps.values()]) clearInterval(t);
     await this.stopWatch?.().catch(() => undefined);
     await this.reconciling?.catch(() => undefined);
     await this.traffic.remove().catch(() => undefined);
@@ -217,6 +336,7 @@ export class Agent implements StatusSource {
       iface: { name: this.iface.name, mtu: this.iface.mtu, prefixes: this.iface.prefixes },
       publicIP: this.iface.ip,
       config: this.config,
+      ...(this.cloud && { cloud: this.cloud.view() }),
     };
   }
 
@@ -265,7 +385,7 @@ export class Agent implements StatusSource {
       });
       if (mac !== vtepOf(lease.attrs)?.mac) {
         // The device could not take the MAC we published: publish the real one.
-        this.attrs = { ...this.attrs, ...this.backend.leaseAttrs(mac) };
+        this.attrs = { ...this.attrs, ...this.backend.leaseAttrs(mac, this.cloud?.currentFlags()) };
         this.lease = await this.retry('publish the VTEP MAC', () =>
           this.leases.acquire(this.attrs, lease.subnet),
         );
@@ -288,6 +408,11 @@ export class Agent implements StatusSource {
       ipMasq: this.opts.ipMasq,
       overlayPort: this.backend.usesVxlan ? c.backend.port : undefined,
     });
+    if (this.cloud) {
+      // ARP from the node's own address, not a pod-range one: cloud anti-spoofing checks ARP senders too.
+      await sysctlWrite('net.ipv4.conf.all.arp_announce', '2');
+      await this.publishCloudFlags(await this.cloud.ensureOwn(this.lease!.subnet, formatIPv4(this.iface.ip)));
+    }
     await this.updateTtlMetric();
   }
 
@@ -340,7 +465,12 @@ export class Agent implements StatusSource {
       } else if (e.type === 'delete') {
         this.corrupt.delete(e.key);
         if (this.isOwn(e.subnet)) void this.ownLeaseLost('deleted');
-        else this.peers.delete(e.subnet.toKey());
+        else {
+          const gone = this.peers.get(e.subnet.toKey());
+          this.peers.delete(e.subnet.toKey());
+          // A peer whose lease is gone for good leaves cloud routes behind: any node may reap them.
+          if (gone && this.cloud) this.scheduleReap(gone.attrs.PublicIP);
+        }
       } else {
         this.corrupt.delete(`${this.registry.prefix}/subnets/${e.lease.subnet.toKey()}`);
         if (this.isOwn(e.lease.subnet)) {
@@ -494,4 +624,9 @@ export class Agent implements StatusSource {
     this.programmed = true;
     this.metrics.ready.set(this.ready().ready ? 1 : 0);
   }
+}
+
+/** Whether the operator pointed the agent at a cloud (auto uses one only then). */
+function cloudConfigured(c: CloudOptions | undefined): boolean {
+  return Boolean(c?.cloud || c?.configFile || process.env.OS_CLOUD || process.env.OS_AUTH_URL);
 }

@@ -12,6 +12,8 @@ export interface StatusSource {
   ready(): { ready: boolean; reasons: string[] };
   status(): unknown;
   promRegistry: Registry;
+  /** POST /leave: the node leaves the cluster (cloud objects, lease and data path removed). */
+  leave?(): Promise<void>;
 }
 
 export async function serve(src: StatusSource, listen: { tcp?: string; socket?: string }): Promise<Server[]> {
@@ -30,6 +32,10 @@ export async function serve(src: StatusSource, listen: { tcp?: string; socket?: 
         }
         case '/metrics':
           return send(200, await src.promRegistry.metrics(), src.promRegistry.contentType);
+        case '/leave':
+          if (req.method !== 'POST' || !src.leave) return send(405, 'POST /leave\n');
+          await src.leave();
+          return send(200, 'left the cluster\n');
         case '/status':
           return send(200, JSON.stringify(src.status(), null, 2), 'application/json');
         default:

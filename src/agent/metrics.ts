@@ -50,6 +50,18 @@ export class AgentMetrics {
     help: 'Datagrams to the VXLAN port from addresses that are not current peers, dropped',
     registers: [this.registry],
   });
+  readonly cloudReady = new Gauge({
+    name: 'weft_cloud_ready',
+    help: "Cloud routing of this node's pods: pairs = its port accepts pod traffic, route = the router routes its pod subnet",
+    labelNames: ['what'],
+    registers: [this.registry],
+  });
+  readonly cloudProblem = new Gauge({
+    name: 'weft_cloud_problem',
+    help: '1 while the cloud refuses something for this node (AllowedAddressPairExhausted, RoutesExhausted, ExtensionMissing, …)',
+    labelNames: ['code'],
+    registers: [this.registry],
+  });
   readonly watchResyncs = new Counter({
     name: 'weft_watch_resyncs_total',
     help: 'Full re-lists of the leases (watch lost, compaction, reconnect)',

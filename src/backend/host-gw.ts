@@ -11,6 +11,7 @@ export class HostGwBackend implements Backend {
   readonly type = 'host-gw' as const;
   readonly usesVxlan = false;
   readonly overhead = 0;
+  readonly cloud = 'none' as const;
 
   leaseAttrs() {
     return { BackendType: 'host-gw' };

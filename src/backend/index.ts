@@ -1,7 +1,7 @@
 import type { NetworkConfig } from '../config/network-config.js';
-import { WeftError } from '../util/errors.js';
 import { AutoBackend } from './auto.js';
 import { HostGwBackend } from './host-gw.js';
+import { NeutronBackend } from './neutron.js';
 import type { Backend } from './types.js';
 import { VxlanBackend } from './vxlan.js';
 
@@ -14,9 +14,6 @@ export function createBackend(config: NetworkConfig): Backend {
     case 'auto':
       return new AutoBackend(config.backend.vni);
     case 'neutron':
-      throw new WeftError(
-        'Backend.Type "neutron" needs a cloud provider, which this build does not configure yet',
-        { hint: 'use vxlan, host-gw or auto' },
-      );
+      return new NeutronBackend();
   }
 }

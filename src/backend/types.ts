@@ -13,6 +13,32 @@ export interface NodeContext {
   iface: { name: string; mtu: number; prefixes: Cidr[] };
   publicIP: IPv4;
   config: NetworkConfig;
+  /** Present when a cloud provider routes pod subnets (neutron, auto on a cloud). */
+  cloud?: CloudView;
+}
+
+/**
+ * Published in a lease's BackendData.Cloud: whether the cloud accepts this node's pod sources on its
+ * port (Pairs) and routes its pod subnet on the router (Route). Peers route natively only when both
+ * ends are ready.
+ */
+export interface CloudFlags {
+  Pairs: boolean;
+  Route: boolean;
+}
+
+export interface CloudView {
+  classify(peerIp: string): 'same-subnet' | 'cloud-router' | 'none';
+  /** The router's address on this node's subnet: next hop to cross-subnet peers' pod subnets. */
+  routerAddress: IPv4 | undefined;
+  own: CloudFlags;
+  /** What the cloud refused for this node, in words. */
+  problems: string[];
+}
+
+export function cloudFlagsOf(attrs: LeaseAttrs): CloudFlags {
+  const c = (attrs.BackendData as { Cloud?: Partial<CloudFlags> } | undefined)?.Cloud;
+  return { Pairs: c?.Pairs === true, Route: c?.Route === true };
 }
 
 export interface RouteSpec {
@@ -53,7 +79,12 @@ export interface Backend {
   /** Encapsulation overhead in bytes for the pod MTU (vxlan 50 over IPv4, routed 0). */
   readonly overhead: number;
   /** BackendType/BackendData published in this node's lease. */
-  leaseAttrs(vtepMac: string | undefined): Pick<LeaseAttrs, 'BackendType' | 'BackendData'>;
+  leaseAttrs(
+    vtepMac: string | undefined,
+    cloud: CloudFlags | undefined,
+  ): Pick<LeaseAttrs, 'BackendType' | 'BackendData'>;
+  /** Whether it needs (neutron) or can use (auto) a cloud provider. */
+  readonly cloud: 'required' | 'optional' | 'none';
   plan(ctx: NodeContext, own: Lease, peers: readonly Lease[]): Plan;
 }
 

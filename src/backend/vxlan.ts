@@ -11,6 +11,7 @@ export class VxlanBackend implements Backend {
   readonly type = 'vxlan' as const;
   readonly usesVxlan = true;
   readonly overhead = VXLAN_OVERHEAD_IPV4;
+  readonly cloud = 'none' as const;
 
   leaseAttrs(vtepMac: string | undefined) {
     return { BackendType: 'vxlan', BackendData: { VNI: this.vni, VtepMAC: vtepMac } };

@@ -24,6 +24,12 @@ export async function runAgent(o: Record<string, string | string[] | boolean | u
     resyncSeconds: num('resync'),
     healthzAddr: s('healthzAddr'),
     statusSocket: s('statusSocket'),
+    cloud: { cloud: s('cloud'), configFile: s('cloudConfig'), cluster: s('clusterName') ?? 'weft' },
+    cloudResyncSeconds: num('cloudResync'),
+    onLeft: () => {
+      log.info('left the cluster');
+      process.exit(0);
+    },
     log,
   });
   let stopping = false;

@@ -3,12 +3,23 @@ import { WeftError } from '../util/errors.js';
 
 /** Fetches a path from an agent's status socket. */
 export function agentGet(socket: string, path: string): Promise<{ code: number; body: string }> {
+  return agentRequest(socket, path, 'GET');
+}
+
+export function agentRequest(
+  socket: string,
+  path: string,
+  method: 'GET' | 'POST',
+): Promise<{ code: number; body: string }> {
   return new Promise((resolve, reject) => {
-    const req = request({ socketPath: socket, path, timeout: 3000 }, (res) => {
-      let body = '';
-      res.on('data', (c: Buffer) => (body += c.toString()));
-      res.on('end', () => resolve({ code: res.statusCode ?? 0, body }));
-    });
+    const req = request(
+      { socketPath: socket, path, method, timeout: method === 'POST' ? 60_000 : 3000 },
+      (res) => {
+        let body = '';
+        res.on('data', (c: Buffer) => (body += c.toString()));
+        res.on('end', () => resolve({ code: res.statusCode ?? 0, body }));
+      },
+    );
     req.on('error', (e: NodeJS.ErrnoException) =>
       reject(
         new WeftError(`cannot reach the agent at ${socket}: ${e.code ?? e.message}`, {

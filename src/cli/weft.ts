@@ -31,6 +31,10 @@ program
   .option('--resync <seconds>', 'period of the full kernel reconcile that repairs drift', '10')
   .option('--healthz-addr <host:port>', 'serve /healthz /readyz /metrics /status on TCP')
   .option('--status-socket <path>', 'serve the same endpoints on a unix socket', '/run/weft/agent.sock')
+  .option('--cloud <name>', 'clouds.yaml cloud for cloud routing (neutron, auto); default OS_CLOUD')
+  .option('--cloud-config <path>', "clouds.yaml to use (default: openstacksdk's search order)")
+  .option('--cluster-name <name>', 'recorded as owner of every cloud route and pair', 'weft')
+  .option('--cloud-resync <seconds>', 'period of the cloud re-check', '30')
   .addOption(
     new Option('--log-level <level>', 'log level')
       .choices(['debug', 'info', 'warn', 'error'])
@@ -61,6 +65,19 @@ program
   .action(async (o: { name: string; keep?: boolean }) => {
     const { runDemo } = await import('./demo-command.js');
     process.exitCode = await runDemo({ name: o.name, keep: o.keep === true });
+  });
+
+program
+  .command('leave')
+  .description(
+    'make this node leave the cluster: release its cloud routes and pairs, its lease and data path; the agent exits',
+  )
+  .option('--socket <path>', "the agent's status socket", '/run/weft/agent.sock')
+  .action(async (o: { socket: string }) => {
+    const { agentRequest } = await import('./status-command.js');
+    const r = await agentRequest(o.socket, '/leave', 'POST');
+    process.stdout.write(r.body);
+    process.exitCode = r.code === 200 ? 0 : 1;
   });
 
 const { registerLab } = await import('./lab-command.js');

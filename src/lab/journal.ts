@@ -7,6 +7,7 @@ import { join } from 'node:path';
  */
 export type JournalEntry =
   | { kind: 'netns'; name: string }
+  | { kind: 'fixture'; dir: string }
   | { kind: 'process'; pid: number; what: string }
   | { kind: 'dir'; path: string };
 

@@ -11,6 +11,18 @@ import { startEtcd } from './etcd-server.js';
 import { Journal, LAB_ROOT, labDir } from './journal.js';
 import { cmdline, destroyNetns, execIn, ipIn, killAll, listNetns, sysctlIn } from './netns.js';
 import type { LabSpec } from './spec.js';
+import {
+  bridgeApiInto,
+  buildNeutronUnderlay,
+  fixture,
+  neutronNodePlan,
+  neutronSubnetIndex,
+  plugVm,
+  NEUTRON_CLOUD,
+  NEUTRON_ETCD_IP,
+  NEUTRON_EXTERNAL_IP,
+  type NeutronLab,
+} from './neutron-underlay.js';
 
 /**
  * A cluster on one machine (what Magnum did for the talk): nodes and pods are network namespaces on an
@@ -58,6 +70,8 @@ export interface LabState {
   gateway: { netns: string };
   external: { netns: string; ip: string };
   switchNetns: string;
+  /** The Neutron resources of a neutron underlay. */
+  neutron?: NeutronLab;
   nodes: NodeState[];
   pods: PodState[];
   /** Seconds `lab up` took, by phase. */
@@ -115,10 +129,6 @@ export async function labUp(spec: LabSpec, progress: Progress = () => undefined)
       hint: `weft lab down --name ${spec.name}`,
     });
   }
-  if (spec.underlay === 'neutron')
-    throw new WeftError('the neutron underlay is not available in this build yet', {
-      hint: 'use --underlay flat or routed',
-    });
   const t0 = performance.now();
   const timings: Record<string, number> = {};
   const mark = (phase: string, since: number) =>
@@ -128,15 +138,18 @@ export async function labUp(spec: LabSpec, progress: Progress = () => undefined)
   await j.record({ kind: 'dir', path: dir });
   try {
     let t = performance.now();
-    const topo = await buildUnderlay(spec, j);
+    const topo =
+      spec.underlay === 'neutron'
+        ? await buildNeutronTopology(spec, dir, j, progress)
+        : await buildUnderlay(spec, j);
     mark('underlay', t);
     progress(`underlay ${spec.underlay}: ${spec.nodes} nodes, gateway, external host`);
 
     t = performance.now();
-    const etcdNs = nsName(spec.name, 'etcd');
-    const etcd = await startEtcd({ dir: join(dir, 'etcd'), host: ETCD_IP, netns: etcdNs });
+    const etcdNs = topo.etcd.netns;
+    const etcd = await startEtcd({ dir: join(dir, 'etcd'), host: topo.etcd.ip, netns: etcdNs });
     await j.record({ kind: 'process', pid: etcd.pid, what: 'etcd' });
-    await etcdctl(etcdNs, [
+    await etcdctl({ netns: etcdNs, endpoints: [etcd.endpoint] }, [
       'put',
       '/coreos.com/network/config',
       formatNetworkConfig({
@@ -158,8 +171,9 @@ export async function labUp(spec: LabSpec, progress: Progress = () => undefined)
       createdAt: new Date().toISOString(),
       etcd: { netns: etcdNs, endpoints: [etcd.endpoint], pid: etcd.pid },
       gateway: { netns: topo.gw },
-      external: { netns: topo.ext, ip: EXTERNAL_IP },
+      external: { netns: topo.ext, ip: topo.extIp },
       switchNetns: topo.sw,
+      ...(topo.neutron && { neutron: topo.neutron }),
       nodes: topo.nodes.map((n) => ({ ...n, agentPid: 0, dir: join(dir, 'nodes', n.name) })),
       pods: [],
       timings,
@@ -191,7 +205,59 @@ interface Topology {
   sw: string;
   gw: string;
   ext: string;
+  extIp: string;
+  etcd: { netns: string; ip: string };
   nodes: Omit<NodeState, 'agentPid' | 'dir'>[];
+  neutron?: NeutronLab;
+}
+
+/** The neutron underlay: Neutron network, router and VMs (see neutron-underlay.ts). */
+async function buildNeutronTopology(
+  spec: LabSpec,
+  dir: string,
+  j: Journal,
+  progress: Progress,
+): Promise<Topology> {
+  const lab = await buildNeutronUnderlay(spec, dir, j, progress);
+  const etcdNs = nsName(spec.name, 'etcd');
+  await plugVm(lab, j, {
+    name: 'etcd',
+    netns: etcdNs,
+    ip: NEUTRON_ETCD_IP,
+    subnetIndex: 0,
+    hypervisor: 'nhost1',
+  });
+  const nodes: NodePlan[] = [];
+  for (let i = 0; i < spec.nodes; i++) nodes.push(await plugNeutronNode(spec, lab, dir, j, i));
+  progress(`${spec.nodes} node VMs and an etcd VM plugged into Neutron ports`);
+  return {
+    sw: 'fabric',
+    gw: `qrouter-${lab.routerId}`,
+    ext: 'extnet',
+    extIp: NEUTRON_EXTERNAL_IP,
+    etcd: { netns: etcdNs, ip: NEUTRON_ETCD_IP },
+    nodes,
+    neutron: lab,
+  };
+}
+
+async function plugNeutronNode(
+  spec: LabSpec,
+  lab: NeutronLab,
+  dir: string,
+  j: Journal,
+  i: number,
+): Promise<NodePlan> {
+  const p = neutronNodePlan(spec.name, i);
+  await plugVm(lab, j, {
+    name: p.name,
+    netns: p.netns,
+    ip: p.publicIP,
+    subnetIndex: neutronSubnetIndex(p.publicIP),
+    hypervisor: p.hypervisor,
+  });
+  await bridgeApiInto(lab, dir, j, p.netns);
+  return { name: p.name, netns: p.netns, publicIP: p.publicIP, underlaySubnet: p.underlaySubnet };
 }
 
 type NodePlan = Omit<NodeState, 'agentPid' | 'dir'>;
@@ -281,15 +347,15 @@ async function buildUnderlay(spec: LabSpec, j: Journal): Promise<Topology> {
       'net.bridge.bridge-nf-call-arptables': '0',
     }),
   ]);
-  return { sw, gw, ext, nodes };
+  return { sw, gw, ext, extIp: EXTERNAL_IP, etcd: { netns: etcdNs, ip: ETCD_IP }, nodes };
 }
 
-async function etcdctl(ns: string, args: string[]): Promise<string> {
-  const r = await execIn(ns, [
+async function etcdctl(etcd: { netns: string | null; endpoints: string[] }, args: string[]): Promise<string> {
+  const r = await execIn(etcd.netns!, [
     'env',
     'ETCDCTL_API=3',
     'etcdctl',
-    `--endpoints=http://${ETCD_IP}:2379`,
+    `--endpoints=${etcd.endpoints.join(',')}`,
     ...args,
   ]);
   return r.stdout;
@@ -307,6 +373,13 @@ export function agentArgs(state: LabState, node: NodeState): string[] {
     `--subnet-lease-ttl=${state.spec.leaseTtl}`,
     `--resync=${state.spec.resync}`,
     ...(state.spec.ipMasq ? ['--ip-masq'] : []),
+    ...(state.neutron
+      ? [
+          `--cloud=${NEUTRON_CLOUD}`,
+          `--cloud-config=${state.neutron.cloudsYaml}`,
+          `--cluster-name=wl-${state.name}`,
+        ]
+      : []),
   ];
 }
 
@@ -403,15 +476,20 @@ export async function labAddNode(
 ): Promise<NodeState> {
   const s = await readState(name);
   const j = new Journal(labDir(name));
-  const plan = nodePlan(s.spec, s.nodes.length);
-  await j.record({ kind: 'netns', name: plan.netns });
-  await ipIn(
-    undefined,
-    [`netns add ${plan.netns}`, nodeCable(s.spec, plan)],
-    `cannot create node ${plan.name}`,
-  );
-  await ipIn(s.switchNetns, nodeSwitchCmds(plan), `cannot plug node ${plan.name}`);
-  await ipIn(plan.netns, nodeHostCmds(plan), `cannot build node ${plan.name}`);
+  let plan: NodePlan;
+  if (s.neutron) {
+    plan = await plugNeutronNode(s.spec, s.neutron, labDir(name), j, s.nodes.length);
+  } else {
+    plan = nodePlan(s.spec, s.nodes.length);
+    await j.record({ kind: 'netns', name: plan.netns });
+    await ipIn(
+      undefined,
+      [`netns add ${plan.netns}`, nodeCable(s.spec, plan)],
+      `cannot create node ${plan.name}`,
+    );
+    await ipIn(s.switchNetns, nodeSwitchCmds(plan), `cannot plug node ${plan.name}`);
+    await ipIn(plan.netns, nodeHostCmds(plan), `cannot build node ${plan.name}`);
+  }
   const node: NodeState = { ...plan, agentPid: 0, dir: join(labDir(name), 'nodes', plan.name) };
   node.agentPid = await startAgent(s, node, j);
   s.nodes.push(node);
@@ -439,7 +517,8 @@ export async function labAttachPods(name: string, nodeName: string, count: numbe
 export async function labEtcd(name: string, action: 'stop' | 'start'): Promise<void> {
   const s = await readState(name);
   if (action === 'stop') return killAll([s.etcd.pid]);
-  const e = await startEtcd({ dir: join(labDir(name), 'etcd'), host: ETCD_IP, netns: s.etcd.netns! });
+  const host = new URL(s.etcd.endpoints[0]!).hostname;
+  const e = await startEtcd({ dir: join(labDir(name), 'etcd'), host, netns: s.etcd.netns! });
   await new Journal(labDir(name)).record({ kind: 'process', pid: e.pid, what: 'etcd' });
   s.etcd.pid = e.pid;
   await writeState(s);
@@ -482,9 +561,15 @@ export async function labDown(name: string, progress: Progress = () => undefined
   for (const e of entries) {
     if (e.kind !== 'process') continue;
     const cl = await cmdline(e.pid);
-    if (cl && /weft|etcd/.test(cl)) pids.push(e.pid); // never kill a recycled pid
+    if (cl && /weft|etcd|socat/.test(cl)) pids.push(e.pid); // never kill a recycled pid
   }
   await killAll(pids);
+  // A Neutron underlay: the fixture stops its daemons and removes its namespaces (and the VMs it plugged).
+  for (const e of entries)
+    if (e.kind === 'fixture')
+      await fixture(e.dir, ['stop']).catch((err: unknown) =>
+        progress(`neutron fixture stop: ${describeError(err)}`),
+      );
   const journaled = entries.flatMap((e) => (e.kind === 'netns' ? [e.name] : []));
   const present = (await listNetns()).filter((ns) => ns.startsWith(labPrefix(name)));
   const doomed = [...new Set([...journaled, ...present])].filter((ns) => present.includes(ns));
@@ -568,7 +653,7 @@ export async function labSwitchBackend(
 ): Promise<LabState> {
   const s = await readState(name);
   const t0 = performance.now();
-  await etcdctl(s.etcd.netns!, [
+  await etcdctl(s.etcd, [
     'put',
     '/coreos.com/network/config',
     formatNetworkConfig({ network: s.spec.network, subnetLen: s.spec.subnetLen, backend: { type: backend } }),
