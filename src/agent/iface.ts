@@ -27,13 +27,14 @@ export async function selectPublicInterface(
   const links = await listAddrs();
   let chosen: LinkWithAddrs | undefined;
   if (ifaces.length > 0) {
-    for (const want of ifaces) {
+    // Like Flannel, the first --iface that exists and has an IPv4 address wins; the others are skipped.
+    const matches = ifaces.flatMap((want) => {
       const asIp = parseIPv4(want);
-      chosen = links.find((l) =>
+      return links.filter((l) =>
         asIp === undefined ? l.ifname === want : ipv4Of(l).some((a) => a.ip === asIp),
       );
-      if (chosen) break;
-    }
+    });
+    chosen = matches.find((l) => ipv4Of(l).length > 0) ?? matches[0];
     if (!chosen) {
       throw new WeftError(`none of --iface ${ifaces.join(', ')} exists in this network namespace`, {
         hint: `interfaces here: ${links.map((l) => l.ifname).join(', ')}`,

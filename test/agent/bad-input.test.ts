@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -78,10 +78,33 @@ test(
         /^weft agent: Backend\.Type: unknown backend type "udpx"/,
       ],
     ];
-    for (const [what, config, re] of cases) {
+    // A node interface inside the scratch namespace, for the cases that get past the config.
+    await run('ip', ['-n', ns, 'link', 'add', 'e0', 'type', 'veth', 'peer', 'name', 'e1']);
+    await run('ip', ['-n', ns, 'addr', 'add', '198.18.0.5/24', 'dev', 'e0']);
+    await run('ip', ['-n', ns, 'link', 'set', 'e0', 'up']);
+    await writeFile(join(dir, 'bad.yaml'), 'clouds: [oops\n');
+    const neutronCfg = '{"Network":"10.244.0.0/16","Backend":{"Type":"neutron"}}';
+    const cloudCases: [string, string, RegExp, string[]][] = [
+      [
+        'neutron backend, missing clouds.yaml',
+        neutronCfg,
+        /^weft agent: .*clouds\.yaml/,
+        ['--iface=e0', `--cloud-config=${dir}/nope.yaml`, '--cloud=lab'],
+      ],
+      [
+        'neutron backend, malformed clouds.yaml',
+        neutronCfg,
+        /^weft agent: .*bad\.yaml/,
+        ['--iface=e0', `--cloud-config=${dir}/bad.yaml`, '--cloud=lab'],
+      ],
+    ];
+    for (const [what, config, re, extra] of [
+      ...cases.map((c) => [...c, []] as [string, string, RegExp, string[]]),
+      ...cloudCases,
+    ]) {
       await t.test(what, async () => {
         await put(config);
-        const r = await agent();
+        const r = await agent(extra);
         assert.notEqual(r.code, 0);
         const lines = r.stderr.trim().split('\n');
         assert.equal(lines.length, 1, `one line on stderr, got: ${r.stderr}`);
