@@ -2,6 +2,7 @@ import { spawnSync } from 'node:child_process';
 import type { Command } from 'commander';
 import { BACKEND_TYPES, type BackendType } from '../config/network-config.js';
 import { WeftError } from '../util/errors.js';
+import { formatTable } from '../util/table.js';
 
 /** `weft lab up|down|status|exec|backend`: a thin layer over src/lab. */
 export function registerLab(program: Command): void {
@@ -93,7 +94,7 @@ export function registerLab(program: Command): void {
       ];
       const pods = [['POD', 'NODE', 'NETNS', 'IP'], ...s.pods.map((p) => [p.name, p.node, p.netns, p.ip])];
       process.stdout.write(
-        `lab ${s.name}: underlay ${s.underlay}, backend ${s.backend}, etcd ${s.etcd.endpoints.join(',')} (netns ${s.etcd.netns ?? 'root'})\n\n${table(rows)}\n${table(pods)}`,
+        `lab ${s.name}: underlay ${s.underlay}, backend ${s.backend}, etcd ${s.etcd.endpoints.join(',')} (netns ${s.etcd.netns ?? 'root'})\n\n${formatTable(rows)}\n${formatTable(pods)}`,
       );
     });
 
@@ -131,18 +132,4 @@ async function onlyLab(): Promise<string> {
   throw new WeftError(labs.length === 0 ? 'no lab is up' : `several labs are up (${labs.join(', ')})`, {
     hint: 'pass --name',
   });
-}
-
-function table(rows: string[][]): string {
-  const w = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
-  return (
-    rows
-      .map((r) =>
-        r
-          .map((c, i) => c.padEnd(w[i]!))
-          .join('  ')
-          .trimEnd(),
-      )
-      .join('\n') + '\n'
-  );
 }

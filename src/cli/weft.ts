@@ -7,7 +7,7 @@ import { describeError } from '../util/errors.js';
  * CLI. Errors end as one line on stderr and a non-zero exit, never a stack trace.
  */
 const program = new Command('weft')
-  .description('Flannel-compatible container networking: agent, lab, status')
+  .description('Flannel-compatible container networking: agent, lab, bench, status')
   .showHelpAfterError();
 
 const collect = (v: string, prev: string[]) => [...prev, ...v.split(',').filter(Boolean)];
@@ -82,6 +82,8 @@ program
 
 const { registerLab } = await import('./lab-command.js');
 registerLab(program);
+const { registerBench } = await import('./bench-command.js');
+registerBench(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -56,6 +56,9 @@ async function ipJson<T>(args: string[], cmd = 'ip'): Promise<T[]> {
   return text === '' ? [] : (JSON.parse(text) as T[]);
 }
 
+/** `ip -j ARGS` inside a named network namespace: for tools that inspect a lab from outside (read only). */
+export const ipJsonIn = <T>(netns: string, args: string[]): Promise<T[]> => ipJson<T>(['-n', netns, ...args]);
+
 export async function getLink(name: string): Promise<Link | undefined> {
   const r = await run('ip', ['-j', '-d', 'link', 'show', 'dev', name], { allowFailure: true });
   if (r.code !== 0) return undefined;

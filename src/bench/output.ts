@@ -1,0 +1,28 @@
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { WeftError } from '../util/errors.js';
+import { renderHtml } from './html.js';
+import { parseResult, schemaErrors, type BenchResult } from './result.js';
+
+/** Writes DIR/result.json (checked against the schema first) and DIR/report.html. */
+export async function writeOutputs(dir: string, res: BenchResult): Promise<{ json: string; html: string }> {
+  const errs = schemaErrors(res);
+  if (errs.length > 0)
+    throw new WeftError(`internal error: the result breaks its own schema: ${errs.join('; ')}`);
+  await mkdir(dir, { recursive: true });
+  const json = join(dir, 'result.json');
+  const html = join(dir, 'report.html');
+  await writeFile(json, JSON.stringify(res, null, 2) + '\n');
+  await writeFile(html, renderHtml(res));
+  return { json, html };
+}
+
+export async function readResult(path: string): Promise<BenchResult> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (e) {
+    throw new WeftError(`cannot read ${path}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
+  }
+  return parseResult(text, path);
+}
