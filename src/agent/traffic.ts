@@ -97,10 +97,12 @@ export class TrafficManager {
   }
 
   private async readExisting(): Promise<{ peers: string[]; packets: number; bytes: number }> {
-    const [set, ctr] = await Promise.all([
-      run('nft', ['-j', 'list', 'set', 'ip', NFT_TABLE, 'peers'], { allowFailure: true }),
-      run('nft', ['-j', 'list', 'counter', 'ip', NFT_TABLE, 'foreign_overlay'], { allowFailure: true }),
-    ]);
+    const [peers, counter] = await Promise.all([this.readPeers(), this.readCounter()]);
+    return { peers, ...counter };
+  }
+
+  private async readPeers(): Promise<string[]> {
+    const set = await run('nft', ['-j', 'list', 'set', 'ip', NFT_TABLE, 'peers'], { allowFailure: true });
     const peers: string[] = [];
     if (set.code === 0) {
       for (const e of (JSON.parse(set.stdout) as NftJson).nftables.find((x) => x.set)?.set?.elem ?? []) {
@@ -108,11 +110,19 @@ export class TrafficManager {
         if (v) peers.push(v);
       }
     }
+    return peers.sort();
+  }
+
+  /** The drop counter alone (read every few seconds for /metrics: the peer set may be large). */
+  private async readCounter(): Promise<{ packets: number; bytes: number }> {
+    const ctr = await run('nft', ['-j', 'list', 'counter', 'ip', NFT_TABLE, 'foreign_overlay'], {
+      allowFailure: true,
+    });
     const c =
       ctr.code === 0
         ? (JSON.parse(ctr.stdout) as NftJson).nftables.find((x) => x.counter)?.counter
         : undefined;
-    return { peers: peers.sort(), packets: c?.packets ?? 0, bytes: c?.bytes ?? 0 };
+    return { packets: c?.packets ?? 0, bytes: c?.bytes ?? 0 };
   }
 
   /** Replaces the set of addresses allowed to send to the overlay port, atomically. */
@@ -126,7 +136,7 @@ export class TrafficManager {
 
   /** Packets dropped because they came to the overlay port from a non-peer. */
   async foreignDropped(): Promise<number> {
-    return (await this.readExisting()).packets;
+    return (await this.readCounter()).packets;
   }
 
   async remove(): Promise<void> {
