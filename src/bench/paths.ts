@@ -1,6 +1,7 @@
 import { ipJsonIn, type Link, type RouteEntry } from '../kernel/iproute.js';
 import type { LabState, NodeState, PodState } from '../lab/lab.js';
 import { neutronNodePlan } from '../lab/neutron-underlay.js';
+import type { Reference } from './reference.js';
 import type { Endpoint, Hop, HopKind, PathResult } from './result.js';
 
 /**
@@ -82,6 +83,33 @@ export function crossNodePath(
     fromPod: p,
     toPod: q,
   };
+}
+
+/** The hand-built paths: its underlay, then pod to pod routed and over VXLAN. */
+export function referencePaths(ref: Reference): PathPlan[] {
+  const [a, b] = ref.nodes;
+  const pod = (id: string, what: string, [p, q]: [PodState, PodState]): PathPlan => ({
+    id: `reference/${id}`,
+    label: `hand-built pod → pod, ${what} (plain ip commands, no agent, no nftables)`,
+    kind: 'reference',
+    backend: null,
+    from: podEnd(p),
+    to: podEnd(q),
+    fromNode: a,
+    toNode: b,
+    fromPod: p,
+    toPod: q,
+  });
+  return [
+    {
+      ...nativePath(a, b),
+      id: 'reference/native',
+      label: 'hand-built node → node (its own underlay, built like the lab underlay)',
+      kind: 'reference',
+    },
+    pod('routed', 'routed like host-gw', ref.routed),
+    pod('vxlan', 'over VXLAN', ref.vxlan),
+  ];
 }
 
 // ------------------------------------------------------------------------------------------- hops

@@ -56,10 +56,11 @@ export interface Latency {
   meanUs: Stat;
 }
 
-export type PathKind = 'native' | 'same-node' | 'cross-node';
+/** `reference`: the hand-built paths of `--reference` (no agent, no nftables), for comparison. */
+export type PathKind = 'native' | 'same-node' | 'cross-node' | 'reference';
 
 export interface PathResult {
-  /** Stable across runs: "native", "same-node", "cross-node/vxlan", … (what --compare matches on). */
+  /** Stable across runs: "native", "same-node", "cross-node/vxlan", "reference/routed", … (what --compare matches on). */
   id: string;
   label: string;
   kind: PathKind;
@@ -95,6 +96,8 @@ export interface BenchResult {
     repetitions: number;
     streams: number[];
     quick: boolean;
+    /** Whether the hand-built reference paths were measured (--reference). */
+    reference: boolean;
     throughputTool: string;
     latencyTool: string;
     rttConvention: string;
@@ -186,6 +189,7 @@ export const RESULT_JSON_SCHEMA = {
         'repetitions',
         'streams',
         'quick',
+        'reference',
         'throughputTool',
         'latencyTool',
         'rttConvention',
@@ -197,6 +201,7 @@ export const RESULT_JSON_SCHEMA = {
         repetitions: { type: 'integer', minimum: 1 },
         streams: { type: 'array', items: { type: 'integer' } },
         quick: { type: 'boolean' },
+        reference: { type: 'boolean' },
         throughputTool: { type: 'string' },
         latencyTool: { type: 'string' },
         rttConvention: { type: 'string' },
@@ -240,7 +245,7 @@ export const RESULT_JSON_SCHEMA = {
         properties: {
           id: { type: 'string' },
           label: { type: 'string' },
-          kind: { enum: ['native', 'same-node', 'cross-node'] },
+          kind: { enum: ['native', 'same-node', 'cross-node', 'reference'] },
           backend: { type: ['string', 'null'] },
           from: endpoint,
           to: endpoint,

@@ -13,7 +13,16 @@ import {
 } from '../lab/lab.js';
 import { WeftError, describeError } from '../util/errors.js';
 import { describeEnvironment } from './environment.js';
-import { crossNodePath, discoverHops, nativePath, pickNodes, sameNodePath, type PathPlan } from './paths.js';
+import {
+  crossNodePath,
+  discoverHops,
+  nativePath,
+  pickNodes,
+  referencePaths,
+  sameNodePath,
+  type PathPlan,
+} from './paths.js';
+import { buildReference, type Reference } from './reference.js';
 import { RESULT_SCHEMA_ID, type BenchResult, type Hop, type PathResult, type Throughput } from './result.js';
 import { ratio, stat } from './stats.js';
 import {
@@ -41,6 +50,8 @@ export interface BenchOptions {
   quick?: boolean;
   seconds?: number;
   repetitions?: number;
+  /** Also measure the hand-built paths (plain ip commands, no agent) in the same run. */
+  reference?: boolean;
   progress?: (msg: string) => void;
 }
 
@@ -101,13 +112,19 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
   const order = [...backends.filter((x) => x === before), ...backends.filter((x) => x !== before)];
   // The same-node path is measured where the pod MTU is the underlay's (no encapsulation), if any.
   const sameNodeUnder = order.find((x) => x !== 'vxlan') ?? order[0]!;
-  const perPhase = (i: number, be: string) => (i === 0 ? 1 : 0) + (be === sameNodeUnder ? 1 : 0) + 1;
+  const firstPhase = o.reference ? 4 : 1; // native (+ the three hand-built paths)
+  const perPhase = (i: number, be: string) => (i === 0 ? firstPhase : 0) + (be === sameNodeUnder ? 1 : 0) + 1;
   const totalSteps = order.reduce((n, be, i) => n + perPhase(i, be), 0) * repetitions * (STREAMS.length + 1);
   let step = 0;
   const tick = (what: string) => say(`[${++step}/${totalSteps}] ${what}`);
 
   const results: Samples[] = [];
+  let ref: Reference | undefined;
   try {
+    if (o.reference) {
+      say('building the hand-built reference paths (plain ip commands, no agent)');
+      ref = await buildReference(s.spec.mtu);
+    }
     for (const [i, backend] of order.entries()) {
       if (s.backend !== backend) {
         say(`switching the lab to ${backend} (agents restart, waiting until ready)`);
@@ -116,7 +133,7 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
       }
       const node = (n: NodeState) => s.nodes.find((x) => x.name === n.name)!;
       const phase: PathPlan[] = [];
-      if (i === 0) phase.push(nativePath(node(a), node(b)));
+      if (i === 0) phase.push(nativePath(node(a), node(b)), ...(ref ? referencePaths(ref) : []));
       if (backend === sameNodeUnder) phase.push(sameNodePath(node(a), pa1, pa2, backend));
       phase.push(crossNodePath(node(a), node(b), pa1, pb1, backend));
 
@@ -124,7 +141,7 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
       for (const plan of phase) {
         const sm: Samples = { plan, hops: [], status: 'ok', tcp: { 1: [], 4: [] }, latency: [] };
         results.push(sm);
-        if (!(await reachable(plan.from, plan.to, plan.kind === 'cross-node' ? 30_000 : 5_000))) {
+        if (!(await reachable(plan.from, plan.to, plan.kind === 'native' ? 5_000 : 30_000))) {
           sm.status = 'unreachable';
           sm.reason = await whyUnreachable(plan);
           say(`${plan.label}: unreachable, not measured: ${sm.reason}`);
@@ -140,6 +157,7 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
       }
     }
   } finally {
+    await ref?.destroy();
     if ((await readState(s.name).catch(() => s)).backend !== before) {
       say(`restoring the lab's backend ${before}`);
       await labSwitchBackend(s.name, before).catch((e: unknown) =>
@@ -176,8 +194,8 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
     }
   }
 
-  // Native first, then the same-node path, then the cross-node paths in the order measured.
-  const rank = { native: 0, 'same-node': 1, 'cross-node': 2 } as const;
+  // Native first, then the same-node path, the cross-node paths in the order measured, the hand-built ones.
+  const rank = { native: 0, 'same-node': 1, 'cross-node': 2, reference: 3 } as const;
   const paths = results.map(toPathResult).sort((x, y) => rank[x.kind] - rank[y.kind]);
   const native = paths.find((p) => p.kind === 'native')!;
   for (const p of paths) {
@@ -201,6 +219,7 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
       repetitions,
       streams: [...STREAMS],
       quick: o.quick === true,
+      reference: o.reference === true,
       throughputTool: `iperf3 -c DST -t ${seconds} -O ${WARMUP_SECONDS} -P N -J (TCP, receiver-side goodput; the first ${WARMUP_SECONDS} s omitted)`,
       latencyTool: `sockperf ping-pong --tcp --full-rtt -t ${seconds} (14-byte messages, one in flight; sockperf drops a 400 ms warm-up)`,
       rttConvention:

@@ -32,6 +32,7 @@ export function hopMtus(p: PathResult): string {
 export function shortLabel(p: PathResult): string {
   if (p.kind === 'native') return 'node → node (native)';
   if (p.kind === 'same-node') return 'pod → pod, same node';
+  if (p.kind === 'reference') return `hand-built ${p.id.split('/')[1] ?? ''}`;
   return `pod → pod, ${p.backend ?? '?'}`;
 }
 
@@ -75,11 +76,32 @@ export function formatResult(res: BenchResult): string {
     table(rows) +
     `\nGbit/s: median (min–max) of the repetitions; ratios against the native path of this run. RTT: full round trip (sockperf --full-rtt).\n` +
     `CPU/GBIT: cores of the whole machine busy per Gbit/s, 1 stream. MTU: every interface from sender to receiver.\n` +
+    againstHandBuilt(res) +
     res.paths
       .filter((p) => p.status !== 'ok')
       .map((p) => `${shortLabel(p)}: ${p.status}: ${p.reason ?? ''}\n`)
       .join('')
   );
+}
+
+/** weft's path divided by the hand-built one of the same kind, when --reference measured both. */
+function againstHandBuilt(res: BenchResult): string {
+  const pairs: [string, string][] = [
+    ['cross-node/host-gw', 'reference/routed'],
+    ['cross-node/vxlan', 'reference/vxlan'],
+  ];
+  const get = (id: string) => res.paths.find((p) => p.id === id);
+  const lines = pairs.flatMap(([w, h]) => {
+    const [pw, ph] = [get(w), get(h)];
+    if (!pw?.tcp1 || !ph?.tcp1) return [];
+    const q = (a?: Stat, b?: Stat) => (a && b && b.median > 0 ? (a.median / b.median).toFixed(2) : '-');
+    return [
+      `${shortLabel(pw)} vs ${shortLabel(ph)}: throughput ×${q(pw.tcp1.gbps, ph.tcp1.gbps)} (1 stream), ×${q(pw.tcp4?.gbps, ph.tcp4?.gbps)} (4 streams); RTT p50 ×${q(pw.latency?.p50Us, ph.latency?.p50Us)}; CPU per Gbit/s ×${q(pw.tcp1.cpuCoresPerGbps, ph.tcp1.cpuCoresPerGbps)}\n`,
+    ];
+  });
+  return lines.length > 0
+    ? `\nweft against the same path built by hand (1.00 = weft adds nothing):\n${lines.join('')}`
+    : '';
 }
 
 // ------------------------------------------------------------------------------------------- compare

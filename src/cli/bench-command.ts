@@ -13,6 +13,7 @@ export function registerBench(program: Command): void {
       `comma-separated, from ${BACKEND_TYPES.join(', ')} (default: what the underlay allows)`,
     )
     .option('--quick', 'about 1 s per measurement and one repetition: a smoke run')
+    .option('--reference', 'also measure hand-built paths (plain ip commands, no agent) in the same run')
     .option('--seconds <n>', 'seconds per measurement, after a 1 s warm-up (default 10)')
     .option('--repetitions <n>', 'repetitions of every measurement (default 3)')
     .option('--out <dir>', 'where to write result.json and report.html', 'weft-bench')
@@ -70,19 +71,21 @@ export function registerBench(program: Command): void {
       const { writeOutputs } = await import('../bench/output.js');
       const { formatResult } = await import('../bench/text.js');
       const { killServers } = await import('../bench/tools.js');
+      const { destroyReferences } = await import('../bench/reference.js');
       // Ctrl-C: no measuring server may outlive the bench.
       for (const sig of ['SIGINT', 'SIGTERM'] as const)
         process.once(sig, () => {
           killServers();
+          void destroyReferences().finally(() => process.exit(130));
           process.stderr.write(
             `[bench] interrupted; the lab may be left on another backend: weft lab backend --name ${lab} …\n`,
           );
-          process.exit(130);
         });
       const res = await runBench({
         lab,
         backends,
         quick: o.quick === true,
+        reference: o.reference === true,
         seconds: positive('seconds'),
         repetitions: positive('repetitions'),
         progress: (m) => process.stderr.write(`[bench] ${m}\n`),

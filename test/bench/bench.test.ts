@@ -28,7 +28,7 @@ test(
     const out = await mkdtemp(join(tmpdir(), 'weft-bench-'));
     t.after(() => rm(out, { recursive: true, force: true }));
 
-    const r = await weft(['bench', '--name', state.name, '--quick', '--out', out]);
+    const r = await weft(['bench', '--name', state.name, '--quick', '--reference', '--out', out]);
     assert.equal(r.code, 0, r.stderr);
     const res = JSON.parse(await readFile(join(out, 'result.json'), 'utf8')) as BenchResult;
 
@@ -37,7 +37,15 @@ test(
       assert.equal(res.schema, 'weft-bench/v1');
       assert.deepEqual(
         res.paths.map((p) => p.id),
-        ['native', 'same-node', 'cross-node/vxlan', 'cross-node/host-gw'],
+        [
+          'native',
+          'same-node',
+          'cross-node/vxlan',
+          'cross-node/host-gw',
+          'reference/native',
+          'reference/routed',
+          'reference/vxlan',
+        ],
       );
       for (const p of res.paths) {
         assert.equal(p.status, 'ok', `${p.id}: ${p.reason ?? ''}`);
@@ -66,6 +74,16 @@ test(
         assert.equal(vx.hops[0]!.mtu, 1450, 'pod MTU on vxlan');
         assert.ok(!hg.hops.some((h) => h.kind === 'overlay'));
         assert.ok(hg.hops.every((h) => h.mtu === 1500));
+      },
+    );
+
+    await t.test(
+      'the hand-built reference is compared with weft and leaves no namespace behind',
+      async () => {
+        assert.match(r.stdout, /pod → pod, host-gw vs hand-built routed: throughput ×\d+\.\d\d/);
+        assert.match(r.stdout, /pod → pod, vxlan vs hand-built vxlan: throughput ×\d+\.\d\d/);
+        const ns = (await run('ip', ['netns', 'list'])).stdout;
+        assert.doesNotMatch(ns, /^wb-/m);
       },
     );
 
