@@ -1,13 +1,15 @@
 /**
  * weft-cni latency benchmark (not a test): ADD and DEL latency (median, p95) over 100 sequential pods
- * and the throughput of 20 pods attached in parallel, side by side with Debian's reference `bridge` +
- * `host-local` plugins in the same run, each plugin running in its own node netns exactly as a runtime
+ * and the throughput of 20 pods attached in parallel, for weft-cni run as a Node process per call, for
+ * its fast path (the native shim forwarding to a resident `weft cni-server`, as the agent serves it) and
+ * for Debian's reference `bridge` + `host-local` plugins, all in the same run, each plugin running in its own node netns exactly as a runtime
  * would run it (`ip netns exec NODE plugin`). Then a breakdown of where weft-cni's time goes.
  *
  *   node dist/bench/cni/latency.js [--pods 100] [--parallel 20]
  *
  * Everything lives in network namespaces named wcni-<random>-…, removed at the end (also on failure).
  */
+import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { run } from '../../src/util/exec.js';
@@ -16,6 +18,8 @@ import { Cidr, parseIPv4 } from '../../src/util/ipv4.js';
 import { execCni, type CniCommand } from '../../src/cni/invoke.js';
 
 const PLUGIN = fileURLToPath(new URL('../../src/cni/main.js', import.meta.url));
+const SHIM = fileURLToPath(new URL('../../src/cni/weft-cni', import.meta.url));
+const WEFT = fileURLToPath(new URL('../../src/cli/weft.js', import.meta.url));
 const REF_DIR = '/usr/lib/cni';
 
 function arg(name: string, dflt: number): number {
@@ -37,6 +41,21 @@ interface Impl {
 const id = Math.random().toString(36).slice(2, 8);
 const allNs: string[] = [];
 const dirs: string[] = [];
+const servers: ChildProcess[] = [];
+
+/** `weft cni-server` in the node's namespace (what the agent runs); resolves once it serves. */
+async function startServer(node: string): Promise<void> {
+  const child = spawn('ip', ['netns', 'exec', node, process.execPath, WEFT, 'cni-server'], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  servers.push(child);
+  await new Promise<void>((resolve, reject) => {
+    child.stdout!.on('data', (b: Buffer) => {
+      if (b.toString().includes('serving weft-cni requests')) resolve();
+    });
+    child.once('exit', (code) => reject(new Error(`weft cni-server exited (${String(code)})`)));
+  });
+}
 
 async function netnsAdd(names: string[]): Promise<void> {
   allNs.push(...names);
@@ -44,6 +63,7 @@ async function netnsAdd(names: string[]): Promise<void> {
 }
 
 async function cleanup(): Promise<void> {
+  for (const c of servers) c.kill('SIGTERM');
   if (allNs.length > 0) {
     await run('ip', ['-force', '-batch', '-'], {
       input: allNs.map((n) => `netns del ${n}`).join('\n') + '\n',
@@ -109,13 +129,28 @@ async function main(): Promise<void> {
     ipMasq: false,
   });
   const mk = (tag: string, n: number) => Array.from({ length: n }, (_, i) => `wcni-${id}-${tag}${i}`);
+  const weftConfig = (data: string) => ({
+    cniVersion: '1.0.0',
+    name: 'weft',
+    type: 'weft-cni',
+    subnetFile,
+    dataDir: `${dir}/${data}`,
+  });
   const weft: Impl = {
-    label: 'weft-cni',
+    label: 'weft-cni (Node per call)',
     node: `wcni-${id}-wnode`,
     plugin: PLUGIN,
-    config: { cniVersion: '1.0.0', name: 'weft', type: 'weft-cni', subnetFile, dataDir: `${dir}/weft` },
+    config: weftConfig('weft'),
     pods: mk('w', PODS),
     parPods: mk('wp', PAR),
+  };
+  const fast: Impl = {
+    label: 'weft-cni fast path (shim + server)',
+    node: `wcni-${id}-fnode`,
+    plugin: SHIM,
+    config: weftConfig('fast'),
+    pods: mk('f', PODS),
+    parPods: mk('fp', PAR),
   };
   const ref: Impl = {
     label: 'bridge+host-local',
@@ -139,18 +174,19 @@ async function main(): Promise<void> {
     pods: mk('r', PODS),
     parPods: mk('rp', PAR),
   };
-  const impls = [weft, ref];
+  const impls = [weft, fast, ref];
   for (const im of impls) await netnsAdd([im.node, ...im.pods, ...im.parPods]);
+  await startServer(fast.node);
 
   // Warm-up (page cache, bridge creation) so that the first pod does not count bridge set-up.
   for (const im of impls) {
-    const [w] = mk(`${im === weft ? 'ww' : 'rw'}`, 1);
+    const [w] = mk(`warm${impls.indexOf(im)}`, 1);
     await netnsAdd([w!]);
     await timed(im, 'ADD', w!);
     await timed(im, 'DEL', w!);
   }
 
-  // Sequential: alternate the two implementations pod by pod, so that machine noise hits both alike.
+  // Sequential: alternate the implementations pod by pod, so that machine noise hits both alike.
   const seq = new Map(impls.map((im) => [im, { add: [] as number[], del: [] as number[] }]));
   for (let i = 0; i < PODS; i++)
     for (const im of impls) seq.get(im)!.add.push(await timed(im, 'ADD', im.pods[i]!));
@@ -170,34 +206,27 @@ async function main(): Promise<void> {
   }
 
   const f = (x: number) => x.toFixed(1);
-  const rows: [string, number, number, string][] = [];
-  const w = seq.get(weft)!;
-  const r = seq.get(ref)!;
-  rows.push(['ADD median (ms)', median(w.add), median(r.add), '']);
-  rows.push(['ADD p95 (ms)', p95(w.add), p95(r.add), '']);
-  rows.push(['DEL median (ms)', median(w.del), median(r.del), '']);
-  rows.push(['DEL p95 (ms)', p95(w.del), p95(r.del), '']);
-  const wp = par.get(weft)!;
-  const rp = par.get(ref)!;
-  rows.push([
-    `ADD ${PAR} parallel (pods/s)`,
-    (PAR * 1000) / wp.add,
-    (PAR * 1000) / rp.add,
-    'higher is better',
-  ]);
-  rows.push([
-    `DEL ${PAR} parallel (pods/s)`,
-    (PAR * 1000) / wp.del,
-    (PAR * 1000) / rp.del,
-    'higher is better',
-  ]);
+  const figures: [string, (im: Impl) => number, boolean][] = [
+    ['ADD median (ms)', (im) => median(seq.get(im)!.add), false],
+    ['ADD p95 (ms)', (im) => p95(seq.get(im)!.add), false],
+    ['DEL median (ms)', (im) => median(seq.get(im)!.del), false],
+    ['DEL p95 (ms)', (im) => p95(seq.get(im)!.del), false],
+    [`ADD ${PAR} parallel (pods/s)`, (im) => (PAR * 1000) / par.get(im)!.add, true],
+    [`DEL ${PAR} parallel (pods/s)`, (im) => (PAR * 1000) / par.get(im)!.del, true],
+  ];
   console.log(
     `\nweft-cni vs Debian bridge+host-local (containernetworking-plugins), ${PODS} sequential pods, ${PAR} parallel`,
   );
-  console.log('| metric | weft-cni | bridge+host-local | weft/ref |');
-  console.log('|---|---:|---:|---:|');
-  for (const [name, a, b, note] of rows)
-    console.log(`| ${name} | ${f(a)} | ${f(b)} | ${(a / b).toFixed(2)}×${note ? ` (${note})` : ''} |`);
+  const mine = [weft, fast];
+  console.log(
+    `| metric | ${impls.map((im) => im.label).join(' | ')} | ${mine.map((im) => `${im.label} / reference`).join(' | ')} |`,
+  );
+  console.log(`|---|${impls.map(() => '---:').join('|')}|${mine.map(() => '---:').join('|')}|`);
+  for (const [name, get, higherBetter] of figures)
+    console.log(
+      `| ${name}${higherBetter ? ' (higher is better)' : ''} | ${impls.map((im) => f(get(im))).join(' | ')} | ${mine.map((im) => `${(get(im) / get(ref)).toFixed(2)}×`).join(' | ')} |`,
+    );
+  const w = seq.get(weft)!;
 
   // Where weft-cni's time goes: the same harness (execCni under ip netns exec) for a Node script that
   // exits at once (the floor any Node plugin pays), for weft-cni's VERSION (floor + module loading), and

@@ -19,6 +19,7 @@ import { TrafficManager } from './traffic.js';
 import { CloudRouting, type CloudOptions } from './cloud.js';
 import { CloudConfigError, OpenStackUnreachableError } from '../openstack/errors.js';
 import { CloudProviderError } from '../cloud/provider.js';
+import { startCniServer, type CniServer } from '../cni/server.js';
 
 export interface AgentOptions {
   etcdEndpoints: string[];
@@ -33,6 +34,8 @@ export interface AgentOptions {
   resyncSeconds: number;
   healthzAddr?: string;
   statusSocket?: string;
+  /** Serve weft-cni's fast path (the C shim forwards plugin calls to this process). */
+  cniServer?: boolean;
   /** Cloud routing (neutron, or auto on a cloud): clouds.yaml cloud name and file, cluster name. */
   cloud?: CloudOptions;
   /** Period of the cloud re-check (pairs and routes repaired if they drifted). */
@@ -91,6 +94,7 @@ export class Agent implements StatusSource {
   private lastTick = Date.now();
   private stopping = false;
   private cloud: CloudRouting | undefined;
+  private cniServer: CniServer | undefined;
 
   constructor(private readonly opts: AgentOptions) {
     this.log = opts.log;
@@ -140,6 +144,15 @@ export class Agent implements StatusSource {
     const o = this.opts;
     this.timers.push(setInterval(() => (this.lastTick = Date.now()), 1000));
     this.servers = await serve(this, { tcp: o.healthzAddr, socket: o.statusSocket });
+    if (o.cniServer) {
+      // Not fatal: without it the weft-cni shim runs the Node plugin itself, only slower.
+      this.cniServer = await startCniServer({ log: this.log.child({ part: 'cni' }) }).catch((e: unknown) => {
+        this.log.warn(
+          `cannot serve weft-cni's fast path: ${describeError(e)}; pods are attached the slow way`,
+        );
+        return undefined;
+      });
+    }
     this.registry = new SubnetRegistry(connectEtcd(o.etcdEndpoints), o.etcdPrefix);
 
     const text = await this.retry('read the network config', async () => {
@@ -326,6 +339,7 @@ export class Agent implements StatusSource {
     await this.stopWatch?.().catch(() => undefined);
     await this.reconciling?.catch(() => undefined);
     await this.traffic.remove().catch(() => undefined);
+    await this.cniServer?.close().catch(() => undefined);
     for (const s of this.servers) s.close();
     await this.registry?.close().catch(() => undefined);
     this.log.info('stopped (lease and data path left in place for the next start)');

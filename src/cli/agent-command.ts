@@ -24,6 +24,7 @@ export async function runAgent(o: Record<string, string | string[] | boolean | u
     resyncSeconds: num('resync'),
     healthzAddr: s('healthzAddr'),
     statusSocket: s('statusSocket'),
+    cniServer: o.cniServer !== false,
     cloud: { cloud: s('cloud'), configFile: s('cloudConfig'), cluster: s('clusterName') ?? 'weft' },
     cloudResyncSeconds: num('cloudResync'),
     onLeft: () => {

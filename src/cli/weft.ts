@@ -31,6 +31,7 @@ program
   .option('--resync <seconds>', 'period of the full kernel reconcile that repairs drift', '10')
   .option('--healthz-addr <host:port>', 'serve /healthz /readyz /metrics /status on TCP')
   .option('--status-socket <path>', 'serve the same endpoints on a unix socket', '/run/weft/agent.sock')
+  .option('--no-cni-server', "do not serve weft-cni's fast path (the plugin then starts Node per call)")
   .option('--cloud <name>', 'clouds.yaml cloud for cloud routing (neutron, auto); default OS_CLOUD')
   .option('--cloud-config <path>', "clouds.yaml to use (default: openstacksdk's search order)")
   .option('--cluster-name <name>', 'recorded as owner of every cloud route and pair', 'weft')
@@ -65,6 +66,20 @@ program
   .action(async (o: { name: string; keep?: boolean }) => {
     const { runDemo } = await import('./demo-command.js');
     process.exitCode = await runDemo({ name: o.name, keep: o.keep === true });
+  });
+
+program
+  .command('cni-server')
+  .description(
+    "serve weft-cni's fast path for this network namespace without an agent (the agent serves it itself)",
+  )
+  .action(async () => {
+    const { startCniServer } = await import('../cni/server.js');
+    const { createLogger } = await import('../util/log.js');
+    const log = createLogger();
+    const server = await startCniServer({ log });
+    for (const sig of ['SIGTERM', 'SIGINT'] as const)
+      process.once(sig, () => void server.close().then(() => process.exit(0)));
   });
 
 program

@@ -5,6 +5,7 @@
  * Every change happens under a lock file created atomically with link(2); a lock left by a crashed
  * holder (its pid gone, or reused by another process) is broken safely, see FileLock.
  */
+import { threadId } from 'node:worker_threads';
 import {
   closeSync,
   linkSync,
@@ -76,11 +77,12 @@ export class FileLock {
     readonly path: string,
     private readonly timeoutMs: number,
   ) {
-    this.me = processIdentity(process.pid) ?? `${process.pid} 0`;
+    // "pid starttime", plus the thread when several threads of one process (the CNI server) take it.
+    this.me = (processIdentity(process.pid) ?? `${process.pid} 0`) + (threadId ? ` t${threadId}` : '');
   }
 
   acquire(): void {
-    const tmp = `${this.path}.${process.pid}`;
+    const tmp = `${this.path}.${process.pid}.${threadId}`;
     writeFileSync(tmp, this.me + '\n');
     const deadline = Date.now() + this.timeoutMs;
     let wait = 1;
@@ -133,9 +135,10 @@ export class FileLock {
   }
 
   private alive(holder: string): boolean {
-    const pid = Number(holder.split(' ')[0]);
+    const [p, start] = holder.split(' ');
+    const pid = Number(p);
     if (!Number.isInteger(pid) || pid <= 0) return false;
-    return processIdentity(pid) === holder;
+    return processIdentity(pid) === `${pid} ${start}`;
   }
 
   private breakStale(holder: string): void {

@@ -8,19 +8,11 @@
  */
 import { spawn } from 'node:child_process';
 import { readSync, writeSync } from 'node:fs';
-import {
-  compareVersions,
-  configVersion,
-  decodeConfig,
-  LATEST_VERSION,
-  parseCniArgs,
-  parseEnv,
-  parseNetConf,
-  SUPPORTED_VERSIONS,
-} from './config.js';
+import { LATEST_VERSION } from './config.js';
 import { CniError, ERR } from './errors.js';
 import { localLinkNames, tool, trace } from './ip.js';
 import { attachmentHash, hostVethName } from './names.js';
+import { runCni } from './run.js';
 
 /**
  * DEL's slowest part is the kernel deleting the veth pair (~20 ms). It needs only the attachment's host
@@ -58,86 +50,23 @@ function readStdin(): string {
   return Buffer.concat(chunks).toString('utf8');
 }
 
-function print(obj: unknown): void {
-  writeSync(1, JSON.stringify(obj) + '\n');
-}
-
-function requireVersion(version: string, min: string, verb: string): void {
-  if (compareVersions(version, min) < 0) {
-    throw new CniError(
-      ERR.INCOMPATIBLE_VERSION,
-      `${verb} needs cniVersion ${min} or newer; the configuration says "${version}"`,
-    );
-  }
-}
-
 async function main(): Promise<number> {
   trace('loaded');
-  // The version errors are reported in: the configuration's, once it is known and supported.
-  let version: string = LATEST_VERSION;
-  try {
-    const env = parseEnv(process.env);
-    const input = readStdin();
-    if (env.command === 'VERSION') {
-      let asked: unknown;
-      try {
-        asked = input.trim() === '' ? undefined : (JSON.parse(input) as { cniVersion?: unknown }).cniVersion;
-      } catch {
-        asked = undefined;
-      }
-      print({
-        cniVersion: typeof asked === 'string' ? asked : LATEST_VERSION,
-        supportedVersions: SUPPORTED_VERSIONS,
-      });
-      return 0;
-    }
-    const raw = decodeConfig(input);
-    version = configVersion(raw);
-    const conf = parseNetConf(raw, version);
-    const early = env.command === 'DEL' ? startVethDelete(env.containerId!, env.ifname!) : undefined;
-    const { cmdAdd, cmdCheck, cmdDel, cmdGc, cmdStatus, formatResult } = await import('./plugin.js');
-    await early;
-    switch (env.command) {
-      case 'ADD': {
-        const cniArgs = parseCniArgs(env.args);
-        print(formatResult(cmdAdd(env, conf, cniArgs), version));
-        return 0;
-      }
-      case 'DEL':
-        cmdDel(env, conf);
-        return 0;
-      case 'CHECK':
-        requireVersion(version, '0.4.0', 'CHECK');
-        cmdCheck(env, conf);
-        return 0;
-      case 'STATUS':
-        requireVersion(version, '1.1.0', 'STATUS');
-        cmdStatus(conf);
-        return 0;
-      case 'GC':
-        requireVersion(version, '1.1.0', 'GC');
-        cmdGc(conf);
-        return 0;
-    }
-  } catch (e) {
-    const err =
-      e instanceof CniError
-        ? e
-        : new CniError(ERR.INTERNAL, `internal error: ${e instanceof Error ? e.message : String(e)}`);
-    print({
-      cniVersion: version,
-      code: err.code,
-      msg: err.message,
-      ...(err.details !== undefined && { details: err.details }),
-    });
-    return 1;
-  }
-  return 0;
+  const r = await runCni(process.env, readStdin, startVethDelete);
+  if (r.stdout) writeSync(1, r.stdout);
+  return r.code;
 }
 
 process.on('uncaughtException', (e) => {
   try {
-    print({ cniVersion: LATEST_VERSION, code: ERR.INTERNAL, msg: `internal error: ${e.message}` });
+    writeSync(
+      1,
+      JSON.stringify({
+        cniVersion: LATEST_VERSION,
+        code: ERR.INTERNAL,
+        msg: `internal error: ${e.message}`,
+      }) + '\n',
+    );
   } finally {
     process.exit(1);
   }

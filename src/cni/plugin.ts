@@ -7,6 +7,7 @@
  * batch inside the pod's namespace (address, up, routes).
  */
 import { mkdirSync, readFileSync, renameSync, statfsSync, writeFileSync } from 'node:fs';
+import { threadId } from 'node:worker_threads';
 import { parseSubnetEnv, type SubnetEnv } from '../config/subnet-env.js';
 import { describeError } from '../util/errors.js';
 import { formatIPv4, parseIPv4, Cidr, type IPv4 } from '../util/ipv4.js';
@@ -32,6 +33,7 @@ import {
   type AllocationRecord,
   type AttachmentKey,
 } from './ipam.js';
+import { warn } from './log.js';
 
 export interface ResultInterface {
   name: string;
@@ -55,11 +57,6 @@ export interface CniResult {
   ips: ResultIp[];
   routes: ResultRoute[];
   dns: Dns;
-}
-
-/** Warnings for the runtime's log: stderr is the spec's channel for unstructured output. */
-function warn(msg: string): void {
-  process.stderr.write(`weft-cni: ${msg}\n`);
 }
 
 /** Test hook: WEFT_CNI_FAULT=<point> kills the plugin at that point, as a crash would. */
@@ -176,8 +173,9 @@ function ensureBridge(name: string, env: SubnetEnv, mtu: number, stateFile: stri
   }
   const st = configureBridge(name, env, mtu);
   try {
-    writeFileSync(`${stateFile}.${process.pid}`, `${want}\n${st.mac}\n`);
-    renameSync(`${stateFile}.${process.pid}`, stateFile);
+    const tmp = `${stateFile}.${process.pid}.${threadId}`;
+    writeFileSync(tmp, `${want}\n${st.mac}\n`);
+    renameSync(tmp, stateFile);
   } catch {
     /* only an optimisation */
   }

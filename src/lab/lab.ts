@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { mkdir, open, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -40,7 +41,11 @@ export const ETCD_IP = '198.18.0.2';
 export const EXTERNAL_IP = '198.19.0.10';
 export const AGENT_METRICS_PORT = 9909;
 const WEFT_JS = fileURLToPath(new URL('../cli/weft.js', import.meta.url));
-export const CNI_PLUGIN = fileURLToPath(new URL('../cni/main.js', import.meta.url));
+/** The native shim (served by each node's agent) when it was built, else the Node plugin itself. */
+const CNI_SHIM = fileURLToPath(new URL('../cni/weft-cni', import.meta.url));
+export const CNI_PLUGIN = existsSync(CNI_SHIM)
+  ? CNI_SHIM
+  : fileURLToPath(new URL('../cni/main.js', import.meta.url));
 
 export interface NodeState {
   name: string;

@@ -13,6 +13,8 @@ import { Cidr, parseIPv4 } from '../../src/util/ipv4.js';
 import { execCni, invokeCni, type CniCommand, type CniOutput } from '../../src/cni/invoke.js';
 
 export const PLUGIN = fileURLToPath(new URL('../../src/cni/main.js', import.meta.url));
+/** The native shim (native/cni-shim.c): forwards to a resident server, else runs PLUGIN. */
+export const SHIM = fileURLToPath(new URL('../../src/cni/weft-cni', import.meta.url));
 
 export function rand(): string {
   return Math.random().toString(36).slice(2, 8);
@@ -101,6 +103,8 @@ export interface CallOpts {
   args?: string;
   env?: Record<string, string>;
   netnsPath?: string;
+  /** The executable to run (default PLUGIN). */
+  plugin?: string;
 }
 
 /** Runs the plugin in the node's netns for pod netns `pod` (raw output, whatever the exit code). */
@@ -112,7 +116,7 @@ export function callRaw(
 ): Promise<CniOutput> {
   const netns = o.netnsPath ?? (pod ? `/run/netns/${pod}` : undefined);
   return execCni({
-    plugin: PLUGIN,
+    plugin: o.plugin ?? PLUGIN,
     command,
     hostNetns: node.ns,
     config: o.config ?? node.config(),
@@ -137,7 +141,7 @@ export function call(
 ): Promise<Record<string, unknown>> {
   const netns = o.netnsPath ?? (pod ? `/run/netns/${pod}` : undefined);
   return invokeCni({
-    plugin: PLUGIN,
+    plugin: o.plugin ?? PLUGIN,
     command,
     hostNetns: node.ns,
     config: o.config ?? node.config(),

@@ -1,0 +1,113 @@
+// weft-cni's fast path: the native shim forwards each call to a resident server in the node's network
+// namespace (`weft cni-server`, or the agent itself) and gives the runtime exactly what the Node plugin
+// gives; with no server it runs the Node plugin, so nothing depends on the server being up.
+import { test, type TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { readdir, stat } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
+import { CNI_SOCKET_DIR } from '../../src/cni/server.js';
+import { call, callRaw, httpGet, httpServer, makeNetns, makeNode, SHIM, type TestNode } from './helpers.js';
+
+const WEFT = fileURLToPath(new URL('../../src/cli/weft.js', import.meta.url));
+
+/** Starts `weft cni-server` inside the node's namespace; resolves once its socket is there. */
+async function startServer(t: TestContext, node: TestNode) {
+  const sock = `${CNI_SOCKET_DIR}/net-${(await stat(`/run/netns/${node.ns}`)).ino}.sock`;
+  const child = spawn('ip', ['netns', 'exec', node.ns, process.execPath, WEFT, 'cni-server'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let log = '';
+  child.stdout!.on('data', (b: Buffer) => (log += b.toString()));
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  const stop = async (signal: NodeJS.Signals = 'SIGTERM') => {
+    child.kill(signal);
+    await exited;
+  };
+  t.after(() => stop());
+  for (let i = 0; i < 200 && !log.includes('serving weft-cni requests'); i++)
+    await new Promise((r) => setTimeout(r, 25));
+  assert.match(log, /serving weft-cni requests/, 'the server started');
+  return { sock, stop, served: () => log.split('\n').filter((l) => l.includes('CNI request served')) };
+}
+
+test('through the server: ADD, CHECK, DEL give the Node plugin’s results; the pod reaches its gateway', async (t) => {
+  const node = await makeNode(t);
+  const [pod] = await makeNetns(t, 'p1');
+  const server = await startServer(t, node);
+  const res = (await call(node, 'ADD', pod, { plugin: SHIM })) as { ips: { address: string }[] };
+  assert.equal(res.ips[0]!.address, '10.244.1.2/24');
+  assert.equal(server.served().length, 1, 'the server served the ADD (no Node start)');
+  assert.match(server.served()[0]!, /"command":"ADD".*"code":0/);
+  await httpServer(t, node.ns, node.gateway, 8080, 'gw');
+  assert.equal(await httpGet(pod!, node.gateway, 8080), 'gw');
+  await call(node, 'CHECK', pod, { plugin: SHIM, config: node.config({ prevResult: res }) });
+  await call(node, 'DEL', pod, { plugin: SHIM });
+  assert.equal(server.served().length, 3);
+  const left = (await readdir(`${node.dataDir}/weft`)).filter((f) => /_[0-9a-f]{16}$/.test(f));
+  assert.deepEqual(left, [], 'DEL released the address');
+});
+
+test('through the server, every error is byte for byte what the Node plugin prints', async (t) => {
+  const node = await makeNode(t);
+  const [pod] = await makeNetns(t, 'p1');
+  const server = await startServer(t, node);
+  const cases: [string, Parameters<typeof callRaw>[1], Parameters<typeof callRaw>[3]][] = [
+    ['unsupported cniVersion', 'ADD', { config: node.config({ cniVersion: '9.9.9' }) }],
+    ['missing CNI_NETNS', 'ADD', { netnsPath: '' }],
+    ['bad netns path', 'ADD', { netnsPath: '/nonexistent/ns' }],
+    ['invalid config field', 'ADD', { config: node.config({ mtu: 'big' }) }],
+    ['unknown CNI_ARGS key', 'ADD', { args: 'FOO=bar' }],
+    ['CHECK without prevResult', 'CHECK', {}],
+    ['STATUS on an old cniVersion', 'STATUS', { config: node.config({ cniVersion: '1.0.0' }) }],
+    ['no subnet file', 'ADD', { config: node.config({ subnetFile: '/nonexistent/subnet.env' }) }],
+  ];
+  for (const [what, verb, o] of cases) {
+    const viaNode = await callRaw(node, verb, pod, o);
+    const viaShim = await callRaw(node, verb, pod, { ...o, plugin: SHIM });
+    assert.notEqual(viaShim.exitCode, 0, what);
+    assert.equal(viaShim.exitCode, viaNode.exitCode, what);
+    assert.equal(viaShim.stdout, viaNode.stdout, what);
+  }
+  assert.equal(server.served().length, cases.length, 'all answered by the server');
+  // VERSION too, and a config that is not JSON.
+  const v = await callRaw(node, 'VERSION', undefined, { plugin: SHIM, config: { cniVersion: '1.0.0' } });
+  assert.deepEqual(JSON.parse(v.stdout), {
+    cniVersion: '1.0.0',
+    supportedVersions: ['0.3.0', '0.3.1', '0.4.0', '1.0.0', '1.1.0'],
+  });
+});
+
+test('20 parallel ADDs through the server get 20 distinct addresses', async (t) => {
+  const node = await makeNode(t);
+  const pods = await makeNetns(t, ...Array.from({ length: 20 }, (_, i) => `p${i}`));
+  const server = await startServer(t, node);
+  const results = await Promise.all(pods.map((p) => call(node, 'ADD', p, { plugin: SHIM })));
+  const addrs = results.map((r) => (r as { ips: { address: string }[] }).ips[0]!.address);
+  assert.equal(new Set(addrs).size, 20, addrs.join(' '));
+  assert.equal(server.served().length, 20);
+  await Promise.all(pods.map((p) => call(node, 'DEL', p, { plugin: SHIM })));
+});
+
+test('with no server (never started, or gone and its socket left behind) the shim runs the Node plugin', async (t) => {
+  const node = await makeNode(t);
+  const [p1, p2] = await makeNetns(t, 'p1', 'p2');
+  const r1 = (await call(node, 'ADD', p1, { plugin: SHIM })) as { ips: { address: string }[] };
+  assert.equal(r1.ips[0]!.address, '10.244.1.2/24');
+  const server = await startServer(t, node);
+  await server.stop('SIGKILL');
+  // A server killed hard leaves its socket file: the shim must not hang on it or fail.
+  assert.ok((await stat(server.sock)).isSocket(), 'the dead server left its socket');
+  const r2 = (await call(node, 'ADD', p2, { plugin: SHIM })) as { ips: { address: string }[] };
+  assert.equal(r2.ips[0]!.address, '10.244.1.3/24');
+  await call(node, 'DEL', p1, { plugin: SHIM });
+  await call(node, 'DEL', p2, { plugin: SHIM });
+  assert.equal(server.served().length, 0);
+});
+
+test('only root may ask: the socket directory is 0700 and the socket 0600', async (t) => {
+  const node = await makeNode(t);
+  const server = await startServer(t, node);
+  assert.equal((await stat(CNI_SOCKET_DIR)).mode & 0o777, 0o700);
+  assert.equal((await stat(server.sock)).mode & 0o777, 0o600);
+});
