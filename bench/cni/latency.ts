@@ -296,7 +296,8 @@ async function main(): Promise<void> {
     'ip -json': 'bridge query (ip -json -d addr show; skipped when bridge-state matches)',
     'ip -batch': 'host batch: ip -batch (veth pair, master, up)',
     'ip -n': 'pod batch: ip -n POD -batch (address, up, routes)',
-    allocated: 'plugin modules (loaded lazily) + subnet.env + bridge-state + lock + allocation record',
+    'plugin loaded': 'loading the verbs (plugin.js, lazily): what the resident server has loaded already',
+    allocated: 'subnet.env + bridge-state + lock + allocation record',
     done: 'result + sysctl',
   };
   for (const [k, xs] of phases) console.log(`| in-plugin: ${names[k] ?? k} | ${f(median(xs))} |`);
