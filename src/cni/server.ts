@@ -81,9 +81,11 @@ function frame(r: Omit<Reply, 'id'>): Buffer {
 /**
  * Worker threads on demand, each serving one request at a time: the verbs overlap where they can
  * (kernel batches, other namespaces) and serialise where they must (the allocation lock, exactly as
- * between plugin processes). One worker stays warm; more start while all are busy, up to `max`, and
- * stop after a minute without work, so an idle agent carries one.
+ * between plugin processes). They start on demand — while all are busy, up to `max` — and stop after
+ * two minutes without work: pods arriving in a stream find them loaded, and an idle agent carries none
+ * (a worker is ~10 MB; the first call after a quiet spell pays its start, ~50 ms, as a Node plugin would).
  */
+const IDLE_MS = 120_000;
 class WorkerPool {
   private readonly workers = new Map<Worker, { jobs: Set<number>; idle?: NodeJS.Timeout }>();
   private readonly pending = new Map<number, (r: Reply) => void>();
@@ -92,9 +94,7 @@ class WorkerPool {
   constructor(
     private readonly max: number,
     private readonly log: Logger,
-  ) {
-    this.spawn();
-  }
+  ) {}
 
   private spawn(): Worker {
     const w = new Worker(new URL('./worker.js', import.meta.url));
@@ -103,11 +103,11 @@ class WorkerPool {
     w.on('message', (r: Reply) => {
       st.jobs.delete(r.id);
       this.settle(r);
-      if (st.jobs.size === 0 && this.workers.size > 1)
+      if (st.jobs.size === 0)
         st.idle = setTimeout(() => {
           this.workers.delete(w);
           void w.terminate();
-        }, 60_000).unref();
+        }, IDLE_MS).unref();
     });
     w.on('error', (e) => this.log.error({ err: e.message }, 'CNI worker failed'));
     w.on('exit', () => {
@@ -127,7 +127,7 @@ class WorkerPool {
     const entries = [...this.workers];
     let pick = entries.find(([, st]) => st.jobs.size === 0)?.[0];
     if (!pick && this.workers.size < this.max) pick = this.spawn();
-    pick ??= entries.reduce((a, b) => (b[1].jobs.size < a[1].jobs.size ? b : a))[0];
+    pick ??= entries.reduce((a, b) => (b[1].jobs.size < a[1].jobs.size ? b : a))[0]!;
     const st = this.workers.get(pick)!;
     clearTimeout(st.idle);
     const id = this.next++;

@@ -28,7 +28,13 @@ async function startServer(t: TestContext, node: TestNode) {
   for (let i = 0; i < 200 && !log.includes('serving weft-cni requests'); i++)
     await new Promise((r) => setTimeout(r, 25));
   assert.match(log, /serving weft-cni requests/, 'the server started');
-  return { sock, stop, served: () => log.split('\n').filter((l) => l.includes('CNI request served')) };
+  const served = () => log.split('\n').filter((l) => l.includes('CNI request served'));
+  /** The server's log lines for served requests, once `n` have arrived (its log pipe may lag its answers). */
+  const servedAtLeast = async (n: number) => {
+    for (let i = 0; i < 100 && served().length < n; i++) await new Promise((r) => setTimeout(r, 20));
+    return served();
+  };
+  return { sock, stop, served, servedAtLeast };
 }
 
 test('through the server: ADD, CHECK, DEL give the Node plugin’s results; the pod reaches its gateway', async (t) => {
@@ -37,13 +43,14 @@ test('through the server: ADD, CHECK, DEL give the Node plugin’s results; the 
   const server = await startServer(t, node);
   const res = (await call(node, 'ADD', pod, { plugin: SHIM })) as { ips: { address: string }[] };
   assert.equal(res.ips[0]!.address, '10.244.1.2/24');
-  assert.equal(server.served().length, 1, 'the server served the ADD (no Node start)');
-  assert.match(server.served()[0]!, /"command":"ADD".*"code":0/);
+  const first = await server.servedAtLeast(1);
+  assert.equal(first.length, 1, 'the server served the ADD (no Node start)');
+  assert.match(first[0]!, /"command":"ADD".*"code":0/);
   await httpServer(t, node.ns, node.gateway, 8080, 'gw');
   assert.equal(await httpGet(pod!, node.gateway, 8080), 'gw');
   await call(node, 'CHECK', pod, { plugin: SHIM, config: node.config({ prevResult: res }) });
   await call(node, 'DEL', pod, { plugin: SHIM });
-  assert.equal(server.served().length, 3);
+  assert.equal((await server.servedAtLeast(3)).length, 3);
   const left = (await readdir(`${node.dataDir}/weft`)).filter((f) => /_[0-9a-f]{16}$/.test(f));
   assert.deepEqual(left, [], 'DEL released the address');
 });
@@ -69,7 +76,7 @@ test('through the server, every error is byte for byte what the Node plugin prin
     assert.equal(viaShim.exitCode, viaNode.exitCode, what);
     assert.equal(viaShim.stdout, viaNode.stdout, what);
   }
-  assert.equal(server.served().length, cases.length, 'all answered by the server');
+  assert.equal((await server.servedAtLeast(cases.length)).length, cases.length, 'all answered by the server');
   // VERSION too, and a config that is not JSON.
   const v = await callRaw(node, 'VERSION', undefined, { plugin: SHIM, config: { cniVersion: '1.0.0' } });
   assert.deepEqual(JSON.parse(v.stdout), {
@@ -85,7 +92,7 @@ test('20 parallel ADDs through the server get 20 distinct addresses', async (t) 
   const results = await Promise.all(pods.map((p) => call(node, 'ADD', p, { plugin: SHIM })));
   const addrs = results.map((r) => (r as { ips: { address: string }[] }).ips[0]!.address);
   assert.equal(new Set(addrs).size, 20, addrs.join(' '));
-  assert.equal(server.served().length, 20);
+  assert.equal((await server.servedAtLeast(20)).length, 20);
   await Promise.all(pods.map((p) => call(node, 'DEL', p, { plugin: SHIM })));
 });
 
