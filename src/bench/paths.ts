@@ -49,19 +49,18 @@ export function nativePath(a: NodeState, b: NodeState): PathPlan {
   };
 }
 
+/** A pod-to-pod path between pods p (on node a) and q (on node b). */
+function podPath(
+  head: Pick<PathPlan, 'id' | 'label' | 'kind' | 'backend'>,
+  [a, b]: [NodeState, NodeState],
+  [p, q]: [PodState, PodState],
+): PathPlan {
+  return { ...head, from: podEnd(p), to: podEnd(q), fromNode: a, toNode: b, fromPod: p, toPod: q };
+}
+
 export function sameNodePath(node: NodeState, p: PodState, q: PodState, backend: string): PathPlan {
-  return {
-    id: 'same-node',
-    label: `pod → pod, same node (veth + bridge, ${p.name} → ${q.name})`,
-    kind: 'same-node',
-    backend,
-    from: podEnd(p),
-    to: podEnd(q),
-    fromNode: node,
-    toNode: node,
-    fromPod: p,
-    toPod: q,
-  };
+  const label = `pod → pod, same node (veth + bridge, ${p.name} → ${q.name})`;
+  return podPath({ id: 'same-node', label, kind: 'same-node', backend }, [node, node], [p, q]);
 }
 
 export function crossNodePath(
@@ -71,38 +70,19 @@ export function crossNodePath(
   q: PodState,
   backend: string,
 ): PathPlan {
-  return {
-    id: `cross-node/${backend}`,
-    label: `pod → pod across nodes, ${backend} (${p.name} → ${q.name})`,
-    kind: 'cross-node',
-    backend,
-    from: podEnd(p),
-    to: podEnd(q),
-    fromNode: a,
-    toNode: b,
-    fromPod: p,
-    toPod: q,
-  };
+  const label = `pod → pod across nodes, ${backend} (${p.name} → ${q.name})`;
+  return podPath({ id: `cross-node/${backend}`, label, kind: 'cross-node', backend }, [a, b], [p, q]);
 }
 
 /** The hand-built paths: its underlay, then pod to pod routed and over VXLAN. */
 export function referencePaths(ref: Reference): PathPlan[] {
-  const [a, b] = ref.nodes;
-  const pod = (id: string, what: string, [p, q]: [PodState, PodState]): PathPlan => ({
-    id: `reference/${id}`,
-    label: `hand-built pod → pod, ${what} (plain ip commands, no agent, no nftables)`,
-    kind: 'reference',
-    backend: null,
-    from: podEnd(p),
-    to: podEnd(q),
-    fromNode: a,
-    toNode: b,
-    fromPod: p,
-    toPod: q,
-  });
+  const pod = (id: string, what: string, pods: [PodState, PodState]): PathPlan => {
+    const label = `hand-built pod → pod, ${what} (plain ip commands, no agent, no nftables)`;
+    return podPath({ id: `reference/${id}`, label, kind: 'reference', backend: null }, ref.nodes, pods);
+  };
   return [
     {
-      ...nativePath(a, b),
+      ...nativePath(...ref.nodes),
       id: 'reference/native',
       label: 'hand-built node → node (its own underlay, built like the lab underlay)',
       kind: 'reference',
