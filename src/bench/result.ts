@@ -96,8 +96,8 @@ export interface BenchResult {
     repetitions: number;
     streams: number[];
     quick: boolean;
-    /** Whether the hand-built reference paths were measured (--reference). */
-    reference: boolean;
+    /** Whether the hand-built reference paths were measured (--reference); added in v1, may be absent. */
+    reference?: boolean;
     throughputTool: string;
     latencyTool: string;
     rttConvention: string;
@@ -189,7 +189,6 @@ export const RESULT_JSON_SCHEMA = {
         'repetitions',
         'streams',
         'quick',
-        'reference',
         'throughputTool',
         'latencyTool',
         'rttConvention',
