@@ -2,7 +2,6 @@ import { readFile } from 'node:fs/promises';
 import { cpus, release, totalmem } from 'node:os';
 import { run } from '../util/exec.js';
 import type { BenchResult, Hop } from './result.js';
-import { toolVersion } from './tools.js';
 
 /**
  * What a result must carry to be read honestly later: the machine, the kernel, the tools and the
@@ -44,6 +43,7 @@ async function governor(): Promise<string> {
 export async function describeEnvironment(
   hops: readonly Hop[],
   underlayMtu: number,
+  tools: { iperf3: string; sockperf: string },
 ): Promise<BenchResult['environment']> {
   const offloads: Record<string, Record<string, string>> = {};
   for (const h of hops) {
@@ -57,8 +57,7 @@ export async function describeEnvironment(
     memoryBytes: totalmem(),
     cpuGovernor: await governor(),
     node: process.version,
-    iperf3: await toolVersion('iperf3', ['--version']),
-    sockperf: await toolVersion('sockperf', ['--version']),
+    ...tools,
     underlayMtu,
     offloads,
   };

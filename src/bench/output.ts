@@ -11,10 +11,16 @@ export async function writeOutputs(dir: string, res: BenchResult): Promise<{ jso
     throw new WeftError(`internal error: the result breaks its own schema: ${errs.join('; ')}`);
   await mkdir(dir, { recursive: true });
   const json = join(dir, 'result.json');
-  const html = join(dir, 'report.html');
   await writeFile(json, JSON.stringify(res, null, 2) + '\n');
+  return { json, html: await writeReport(dir, res) };
+}
+
+/** Writes DIR/report.html for a result (also one read back from a result.json: the report is derived). */
+export async function writeReport(dir: string, res: BenchResult): Promise<string> {
+  await mkdir(dir, { recursive: true });
+  const html = join(dir, 'report.html');
   await writeFile(html, renderHtml(res));
-  return { json, html };
+  return html;
 }
 
 export async function readResult(path: string): Promise<BenchResult> {

@@ -124,21 +124,8 @@ export async function buildReference(mtu: number): Promise<Reference> {
         ],
         `reference node ${n.name}`,
       );
-      await run('ip', [
-        'netns',
-        'exec',
-        n.netns,
-        'bridge',
-        'fdb',
-        'append',
-        macOf(2 - k),
-        'dev',
-        'vx',
-        'dst',
-        peer.publicIP,
-        'self',
-        'permanent',
-      ]);
+      const fdb = ['fdb', 'append', macOf(2 - k), 'dev', 'vx', 'dst', peer.publicIP, 'self', 'permanent'];
+      await run('bridge', ['-n', n.netns, ...fdb]);
       await sysctlIn(n.netns, { 'net.ipv4.ip_forward': '1' });
       for (const p of [r, v])
         await ipIn(

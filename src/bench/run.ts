@@ -79,8 +79,11 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
   const startedAt = new Date().toISOString();
   const seconds = o.seconds ?? (o.quick ? 1 : 10);
   const repetitions = o.repetitions ?? (o.quick ? 1 : 3);
-  await toolVersion('iperf3', ['--version']);
-  await toolVersion('sockperf', ['--version']);
+  // Asked first so that a missing tool fails before the lab is touched; recorded with the result.
+  const tools = {
+    iperf3: await toolVersion('iperf3', ['--version']),
+    sockperf: await toolVersion('sockperf', ['--version']),
+  };
 
   let s = await readState(o.lab);
   const pair = pickNodes(s);
@@ -230,6 +233,7 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
     environment: await describeEnvironment(
       paths.flatMap((p) => p.hops),
       nativeMtu,
+      tools,
     ),
     nativePathId: native.id,
     paths,

@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { BACKEND_TYPES, type BackendType } from '../config/network-config.js';
 import { WeftError } from '../util/errors.js';
+import { onlyLab } from './lab-command.js';
 
 /** `weft bench`: a thin layer over src/bench. */
 export function registerBench(program: Command): void {
@@ -19,10 +20,16 @@ export function registerBench(program: Command): void {
     .option('--out <dir>', 'where to write result.json and report.html', 'weft-bench')
     .option('--compare <files...>', 'print the difference between two result.json files (A B)')
     .option('--schema', 'print the JSON Schema of result.json')
+    .option('--report <result.json>', 'write report.html for an existing result into --out')
     .action(async (o: Record<string, string | string[] | boolean | undefined>) => {
       if (o.schema) {
         const { RESULT_JSON_SCHEMA } = await import('../bench/result.js');
         process.stdout.write(JSON.stringify(RESULT_JSON_SCHEMA, null, 2) + '\n');
+        return;
+      }
+      if (typeof o.report === 'string') {
+        const { readResult, writeReport } = await import('../bench/output.js');
+        process.stdout.write(`wrote ${await writeReport(String(o.out), await readResult(o.report))}\n`);
         return;
       }
       if (o.compare) {
@@ -54,19 +61,7 @@ export function registerBench(program: Command): void {
               return b as BackendType;
             })
           : undefined;
-      const { listLabs } = await import('../lab/lab.js');
-      let lab = typeof o.name === 'string' ? o.name : undefined;
-      if (!lab) {
-        const labs = await listLabs();
-        if (labs.length !== 1)
-          throw new WeftError(
-            labs.length === 0 ? 'no lab is up' : `several labs are up (${labs.join(', ')})`,
-            {
-              hint: labs.length === 0 ? 'weft lab up --name bench --nodes 3' : 'pass --name',
-            },
-          );
-        lab = labs[0]!;
-      }
+      const lab = typeof o.name === 'string' ? o.name : await onlyLab();
       const { runBench } = await import('../bench/run.js');
       const { writeOutputs } = await import('../bench/output.js');
       const { formatResult } = await import('../bench/text.js');

@@ -125,11 +125,12 @@ export function registerLab(program: Command): void {
     });
 }
 
-async function onlyLab(): Promise<string> {
+/** The lab a command means when --name is not given: the only one up, else a clear error. */
+export async function onlyLab(): Promise<string> {
   const { listLabs } = await import('../lab/lab.js');
   const labs = await listLabs();
   if (labs.length === 1) return labs[0]!;
   throw new WeftError(labs.length === 0 ? 'no lab is up' : `several labs are up (${labs.join(', ')})`, {
-    hint: 'pass --name',
+    hint: labs.length === 0 ? 'weft lab up --name NAME' : 'pass --name',
   });
 }

@@ -8,11 +8,10 @@
  */
 import { spawn } from 'node:child_process';
 import { readSync, writeSync } from 'node:fs';
-import { LATEST_VERSION } from './config.js';
 import { CniError, ERR } from './errors.js';
 import { localLinkNames, tool, trace } from './ip.js';
 import { attachmentHash, hostVethName } from './names.js';
-import { runCni } from './run.js';
+import { asCniError, errorOutcome, runCni } from './run.js';
 
 /**
  * DEL's slowest part is the kernel deleting the veth pair (~20 ms). It needs only the attachment's host
@@ -59,14 +58,7 @@ async function main(): Promise<number> {
 
 process.on('uncaughtException', (e) => {
   try {
-    writeSync(
-      1,
-      JSON.stringify({
-        cniVersion: LATEST_VERSION,
-        code: ERR.INTERNAL,
-        msg: `internal error: ${e.message}`,
-      }) + '\n',
-    );
+    writeSync(1, errorOutcome(asCniError(e)).stdout);
   } finally {
     process.exit(1);
   }

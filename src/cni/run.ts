@@ -21,6 +21,24 @@ export interface CniOutcome {
   stdout: string;
 }
 
+/** A spec error object on stdout and exit 1: the one shape every weft-cni failure takes. */
+export function errorOutcome(err: CniError, version: string = LATEST_VERSION): CniOutcome {
+  const obj = {
+    cniVersion: version,
+    code: err.code,
+    msg: err.message,
+    ...(err.details !== undefined && { details: err.details }),
+  };
+  return { code: 1, stdout: JSON.stringify(obj) + '\n' };
+}
+
+/** Any thrown value as a CniError (unexpected ones become "internal error: …", code 100). */
+export function asCniError(e: unknown): CniError {
+  return e instanceof CniError
+    ? e
+    : new CniError(ERR.INTERNAL, `internal error: ${e instanceof Error ? e.message : String(e)}`);
+}
+
 function requireVersion(version: string, min: string, verb: string): void {
   if (compareVersions(version, min) < 0) {
     throw new CniError(
@@ -88,18 +106,6 @@ export async function runCni(
     }
     return { code: 0, stdout: '' };
   } catch (e) {
-    const err =
-      e instanceof CniError
-        ? e
-        : new CniError(ERR.INTERNAL, `internal error: ${e instanceof Error ? e.message : String(e)}`);
-    return out(
-      {
-        cniVersion: version,
-        code: err.code,
-        msg: err.message,
-        ...(err.details !== undefined && { details: err.details }),
-      },
-      1,
-    );
+    return errorOutcome(asCniError(e), version);
   }
 }

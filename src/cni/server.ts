@@ -4,8 +4,8 @@ import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import type { Logger } from '../util/log.js';
-import { LATEST_VERSION } from './config.js';
-import { ERR } from './errors.js';
+import { CniError, ERR } from './errors.js';
+import { errorOutcome } from './run.js';
 
 /**
  * The resident side of weft-cni's fast path. Starting Node costs ~50 ms per plugin call, more than the
@@ -113,7 +113,7 @@ class WorkerPool {
     w.on('exit', () => {
       this.workers.delete(w);
       // Whatever it was serving gets an answer: a spec error the runtime retries on.
-      for (const id of st.jobs) this.settle({ id, ...internalError('the CNI worker stopped') });
+      for (const id of st.jobs) this.settle({ id, ...tryAgain('the CNI worker stopped') });
     });
     return w;
   }
@@ -143,17 +143,8 @@ class WorkerPool {
   }
 }
 
-function internalError(msg: string): Omit<Reply, 'id'> {
-  return {
-    code: 1,
-    stdout:
-      JSON.stringify({
-        cniVersion: LATEST_VERSION,
-        code: ERR.TRY_AGAIN,
-        msg: `weft-cni: ${msg}; try again`,
-      }) + '\n',
-    stderr: '',
-  };
+function tryAgain(msg: string): Omit<Reply, 'id'> {
+  return { ...errorOutcome(new CniError(ERR.TRY_AGAIN, `weft-cni: ${msg}; try again`)), stderr: '' };
 }
 
 export async function startCniServer(o: { log: Logger; dir?: string; workers?: number }): Promise<CniServer> {

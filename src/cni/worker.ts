@@ -1,8 +1,6 @@
 import { parentPort } from 'node:worker_threads';
-import { LATEST_VERSION } from './config.js';
-import { ERR } from './errors.js';
 import { redirectWarnings } from './log.js';
-import { runCni } from './run.js';
+import { asCniError, errorOutcome, runCni } from './run.js';
 
 /**
  * The CNI server's worker thread: runs one request at a time (the verbs are synchronous and hold the
@@ -25,9 +23,7 @@ parentPort?.on('message', (job: Job) => {
     try {
       r = await runCni(job.vars, () => job.input);
     } catch (e) {
-      // runCni answers every failure itself; this is a last resort so that no request hangs.
-      const msg = `internal error: ${e instanceof Error ? e.message : String(e)}`;
-      r = { code: 1, stdout: JSON.stringify({ cniVersion: LATEST_VERSION, code: ERR.INTERNAL, msg }) + '\n' };
+      r = errorOutcome(asCniError(e)); // runCni answers every failure itself: a last resort, no request hangs
     } finally {
       restore();
     }
