@@ -1,6 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { labDir } from '../../src/lab/journal.js';
 import { labDown, labSwitchBackend, labStatus, readState } from '../../src/lab/lab.js';
 import { listNetns, cmdline } from '../../src/lab/netns.js';
@@ -20,6 +22,20 @@ test(
     const { state, down } = await upLab({ nodes: 3, podsPerNode: 2, underlay: 'flat', backend: 'vxlan' });
     t.after(down);
     const name = state.name;
+
+    await t.test(
+      "pods were attached through each node's agent (the weft-cni fast path), not by fallback",
+      async () => {
+        // The shim falls back to the Node plugin silently; only the agents' logs show who served the ADDs.
+        for (const n of state.nodes) {
+          const log = await readFile(join(n.dir, 'agent.log'), 'utf8');
+          const adds = log
+            .split('\n')
+            .filter((l) => /"command":"ADD".*"code":0.*"msg":"CNI request served"/.test(l));
+          assert.equal(adds.length, 2, `${n.name}: its 2 pods' ADDs served by its agent`);
+        }
+      },
+    );
 
     await t.test('status lists 3 nodes with distinct subnets and 6 pods with addresses', async () => {
       const s = await labStatus(name);
