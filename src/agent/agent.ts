@@ -20,6 +20,9 @@ import { CloudRouting, type CloudOptions } from './cloud.js';
 import { CloudConfigError, OpenStackUnreachableError } from '../openstack/errors.js';
 import { CloudProviderError } from '../cloud/provider.js';
 import { startCniServer, type CniServer } from '../cni/server.js';
+import { FastPath } from '../fastpath/manager.js';
+import { effectiveMode, type FastPathMode } from '../fastpath/mode.js';
+import type { FastPathNode } from '../fastpath/plan.js';
 
 export interface AgentOptions {
   etcdEndpoints: string[];
@@ -40,6 +43,8 @@ export interface AgentOptions {
   cloud?: CloudOptions;
   /** Period of the cloud re-check (pairs and routes repaired if they drifted). */
   cloudResyncSeconds?: number;
+  /** The BPF fast path (--fast-path); undefined: the network config's FastPath, else none. */
+  fastPath?: FastPathMode;
   /** Called after the node left the cluster (POST /leave); the CLI exits the process. */
   onLeft?: () => void;
   log: Logger;
@@ -95,11 +100,27 @@ export class Agent implements StatusSource {
   private stopping = false;
   private cloud: CloudRouting | undefined;
   private cniServer: CniServer | undefined;
+  // --- BPF fast path hook (issue 15): ensure in configureForLease, sync after each reconcile pass,
+  // counters with the others, removed by leave; src/fastpath/ holds the logic.
+  private readonly fastPath: FastPath;
 
   constructor(private readonly opts: AgentOptions) {
     this.log = opts.log;
     this.dp = new DataPlane(opts.log.child({ part: 'dataplane' }));
     this.traffic = new TrafficManager(opts.log.child({ part: 'traffic' }));
+    this.fastPath = new FastPath(
+      opts.log.child({ part: 'fastpath' }),
+      this.metrics.registry,
+      opts.resyncSeconds * 1000,
+    );
+  }
+
+  private fastPathNode(): FastPathNode {
+    return {
+      subnet: this.lease!.subnet,
+      underlay: this.iface.name,
+      vxlanDev: this.backend.usesVxlan ? vxlanDeviceName(this.config.backend.vni) : undefined,
+    };
   }
 
   // ---------------------------------------------------------------- StatusSource
@@ -136,6 +157,7 @@ export class Agent implements StatusSource {
       corruptLeases: [...this.corrupt].map(([key, reason]) => ({ key, reason })),
       lastReconcile: this.lastReport,
       cloud: this.cloud?.status(),
+      fastPath: this.fastPath.status(),
     };
   }
 
@@ -331,6 +353,7 @@ export class Agent implements StatusSource {
     await this.dp.apply({ routes: [], vteps: [], peers: [] }, undefined).catch(() => undefined);
     await this.dp.removeVxlanDevices().catch(() => undefined);
     await this.traffic.remove().catch(() => undefined);
+    await this.fastPath.remove('removed (the node left)');
   }
 
   async stop(): Promise<void> {
@@ -422,6 +445,7 @@ export class Agent implements StatusSource {
       ipMasq: this.opts.ipMasq,
       overlayPort: this.backend.usesVxlan ? c.backend.port : undefined,
     });
+    await this.fastPath.ensure(effectiveMode(this.opts.fastPath, c.fastPath), this.fastPathNode());
     if (this.cloud) {
       // ARP from the node's own address, not a pod-range one: cloud anti-spoofing checks ARP senders too.
       await sysctlWrite('net.ipv4.conf.all.arp_announce', '2');
@@ -576,6 +600,7 @@ export class Agent implements StatusSource {
 
   private async refreshCounters(): Promise<void> {
     this.metrics.foreignOverlayDropped.set(await this.traffic.foreignDropped().catch(() => 0));
+    await this.fastPath.refreshMetrics();
   }
 
   // ---------------------------------------------------------------- reconcile
@@ -613,6 +638,7 @@ export class Agent implements StatusSource {
       this.backend.usesVxlan ? vxlanDeviceName(this.config.backend.vni) : undefined,
     );
     if (this.backend.usesVxlan) await this.traffic.setPeers(plan.vteps.map((v) => formatIPv4(v.remote)));
+    await this.fastPath.sync(plan, this.fastPathNode(), report.added + report.removed > 0);
     const durationMs = performance.now() - t0;
     this.metrics.reconcileDuration.observe(durationMs / 1000);
     if (report.failures.length > 0) {

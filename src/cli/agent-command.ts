@@ -1,6 +1,7 @@
 import { Agent } from '../agent/agent.js';
 import { createLogger, type LogLevel } from '../util/log.js';
 import { describeError } from '../util/errors.js';
+import { FAST_PATH_MODES, isFastPathMode } from '../fastpath/mode.js';
 
 /** `weft agent`: runs until SIGTERM/SIGINT; a fatal start-up problem is one line on stderr and exit 1. */
 export async function runAgent(o: Record<string, string | string[] | boolean | undefined>): Promise<void> {
@@ -12,6 +13,9 @@ export async function runAgent(o: Record<string, string | string[] | boolean | u
     return v;
   };
   const log = createLogger({ level: (s('logLevel') ?? 'info') as LogLevel });
+  const fastPath = s('fastPath');
+  if (fastPath !== undefined && !isFastPathMode(fastPath))
+    fail(`--fast-path: "${fastPath}" is not a fast path mode (use ${FAST_PATH_MODES.join(', ')})`);
   const agent = new Agent({
     etcdEndpoints: (s('etcdEndpoints') ?? '').split(',').filter(Boolean),
     etcdPrefix: s('etcdPrefix') ?? '/coreos.com/network',
@@ -27,6 +31,7 @@ export async function runAgent(o: Record<string, string | string[] | boolean | u
     cniServer: o.cniServer !== false,
     cloud: { cloud: s('cloud'), configFile: s('cloudConfig'), cluster: s('clusterName') ?? 'weft' },
     cloudResyncSeconds: num('cloudResync'),
+    fastPath,
     onLeft: () => {
       log.info('left the cluster');
       process.exit(0);

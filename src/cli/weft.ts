@@ -36,6 +36,10 @@ program
   .option('--cloud-config <path>', "clouds.yaml to use (default: openstacksdk's search order)")
   .option('--cluster-name <name>', 'recorded as owner of every cloud route and pair', 'weft')
   .option('--cloud-resync <seconds>', 'period of the cloud re-check', '30')
+  .option(
+    '--fast-path <mode>',
+    "BPF fast path for pod-to-pod traffic: bpf, auto (where the kernel can) or none (default: the network config's FastPath, else none)",
+  )
   .addOption(
     new Option('--log-level <level>', 'log level')
       .choices(['debug', 'info', 'warn', 'error'])

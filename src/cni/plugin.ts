@@ -34,6 +34,7 @@ import {
   type AttachmentKey,
 } from './ipam.js';
 import { warn } from './log.js';
+import { fastPathPodAdded, fastPathPodsRemoved } from '../fastpath/cni.js';
 
 export interface ResultInterface {
   name: string;
@@ -429,6 +430,9 @@ export function cmdAdd(env: CniEnv, conf: NetConf, cniArgs: Map<string, string>)
     );
     ensureSysctl('/proc/sys/net/ipv4/ip_forward', '1');
     if (conf.ipMasq) ensureIpMasq(conf, senv);
+    // --- BPF fast path hook (issue 15): this pod's entry, when the fast path is on in the node.
+    const fastPathWarning = fastPathPodAdded({ hostVeth: veth, ip, mac: podMac });
+    if (fastPathWarning) warn(fastPathWarning);
 
     const ours: CniResult = {
       cniVersion: conf.cniVersion,
@@ -528,6 +532,9 @@ export function cmdDel(env: CniEnv, conf: NetConf): void {
     const v = st.read(a)?.hostVeth;
     if (v && HOST_VETH_RE.test(v)) veths.add(v);
   }
+  // --- BPF fast path hook (issue 15): the pod's entry goes before its veth.
+  const fastPathWarning = fastPathPodsRemoved(mine.map((a) => formatIPv4(a.ip)));
+  if (fastPathWarning) warn(fastPathWarning);
   for (const v of veths) deleteHostVeth(v);
   if (mine.length > 0) st.withLock(() => st.findByHash(hash).forEach((a) => st.remove(a)));
 }

@@ -4,6 +4,7 @@ import { mkdir, open, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { formatNetworkConfig, type BackendType } from '../config/network-config.js';
+import type { FastPathMode } from '../fastpath/mode.js';
 import { readSubnetEnv } from '../config/subnet-env.js';
 import { invokeCni } from '../cni/invoke.js';
 import { agentGet } from '../cli/status-command.js';
@@ -161,6 +162,7 @@ export async function labUp(spec: LabSpec, progress: Progress = () => undefined)
         network: spec.network,
         subnetLen: spec.subnetLen,
         backend: { type: spec.backend },
+        fastPath: spec.fastPath,
       }),
     ]);
     mark('etcd', t);
@@ -655,19 +657,26 @@ export async function labSwitchBackend(
   name: string,
   backend: BackendType,
   progress: Progress = () => undefined,
+  fastPath?: FastPathMode,
 ): Promise<LabState> {
   const s = await readState(name);
   const t0 = performance.now();
+  const fp = fastPath ?? s.spec.fastPath ?? 'none';
   await etcdctl(s.etcd, [
     'put',
     '/coreos.com/network/config',
-    formatNetworkConfig({ network: s.spec.network, subnetLen: s.spec.subnetLen, backend: { type: backend } }),
+    formatNetworkConfig({
+      network: s.spec.network,
+      subnetLen: s.spec.subnetLen,
+      backend: { type: backend },
+      fastPath: fp,
+    }),
   ]);
   await killAll(s.nodes.map((n) => n.agentPid).filter(Boolean), 10_000);
   const j = new Journal(labDir(name));
   for (const n of s.nodes) n.agentPid = await startAgent(s, n, j);
   s.backend = backend;
-  s.spec = { ...s.spec, backend };
+  s.spec = { ...s.spec, backend, fastPath: fp };
   await writeState(s);
   await Promise.all(s.nodes.map((n) => waitReady(n)));
   for (const n of s.nodes) {
@@ -678,6 +687,8 @@ export async function labSwitchBackend(
         await ipIn(n.netns, [`link set ${p.hostVeth} mtu ${env.mtu}`], `cannot set the MTU of ${p.hostVeth}`);
     }
   }
-  progress(`backend switched to ${backend} in ${Math.round(performance.now() - t0) / 1000} s`);
+  progress(
+    `backend switched to ${backend}${fp === 'none' ? '' : ` (fast path ${fp})`} in ${Math.round(performance.now() - t0) / 1000} s`,
+  );
   return s;
 }
