@@ -3,11 +3,13 @@
 // and its loader native/fastpath/weft-fastpath.c (linked against libbpf). Self-contained: run by
 // scripts/post-build.mjs, or on its own (node scripts/build-fastpath.mjs). A machine without the
 // tools gets a warning and no fast path (`--fast-path auto` then says why and uses the normal one).
-import { existsSync, mkdirSync, openSync, closeSync, renameSync } from 'node:fs';
+import { existsSync, mkdirSync, openSync, closeSync, renameSync, rmSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 
 const OUT = 'dist/fastpath';
 const BTF = '/sys/kernel/btf/vmlinux';
+// A failed step must leave no stale object or loader behind: no fast path rather than a mismatched one.
+for (const f of ['fastpath.bpf.o', 'weft-fastpath']) rmSync(`${OUT}/${f}`, { force: true });
 mkdirSync(OUT, { recursive: true });
 
 function step(what, file, args, opts = {}) {

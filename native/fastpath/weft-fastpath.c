@@ -132,19 +132,30 @@ static void __attribute__((noreturn, format(printf, 1, 2))) unsupported(const ch
 	exit(EXIT_UNSUPPORTED);
 }
 
-/* libbpf's messages: kept (the last error line names why a load failed), never printed. */
+/* libbpf's messages: kept (why a load failed), never printed. The verifier's log arrives as one
+ * multi-line message: its last line before the statistics is the verifier's reason. */
 static char libbpf_last[400];
+static char verifier_reason[300];
 
 static int libbpf_log(enum libbpf_print_level level, const char *fmt, va_list ap)
 {
-	char line[400];
+	char msg[8192];
 
 	if (level == LIBBPF_DEBUG)
 		return 0;
-	vsnprintf(line, sizeof(line), fmt, ap);
-	line[strcspn(line, "\n")] = 0;
-	if (level == LIBBPF_WARN && line[0] && !strstr(line, "-- BEGIN") && !strstr(line, "-- END"))
-		snprintf(libbpf_last, sizeof(libbpf_last), "%s", line);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	if (strstr(msg, "BEGIN PROG LOAD LOG")) {
+		char *save = NULL;
+
+		for (char *l = strtok_r(msg, "\n", &save); l; l = strtok_r(NULL, "\n", &save))
+			if (!strstr(l, "PROG LOAD LOG") && strncmp(l, "processed ", 10) &&
+			    strncmp(l, "verification time", 17) && l[0])
+				snprintf(verifier_reason, sizeof(verifier_reason), "%.299s", l);
+		return 0;
+	}
+	msg[strcspn(msg, "\n")] = 0;
+	if (level == LIBBPF_WARN && msg[0])
+		snprintf(libbpf_last, sizeof(libbpf_last), "%.399s", msg);
 	return 0;
 }
 
@@ -418,7 +429,9 @@ static void load_fresh(struct fp *fp, const char *path, __u64 cookie, __u64 tag)
 			unsupported("the kernel lacks conntrack lookups from BPF (bpf_skb_ct_lookup): %s",
 				    libbpf_last);
 		unsupported("the kernel refused weft's BPF programs: %s",
-			    libbpf_last[0] ? libbpf_last : "verifier rejected them");
+			    verifier_reason[0] ? verifier_reason
+			    : libbpf_last[0]   ? libbpf_last
+					       : "the verifier rejected them");
 	}
 	struct bpf_map *cfg = bpf_object__find_map_by_name(obj, "weft_cfg");
 	struct bpf_map *pods = bpf_object__find_map_by_name(obj, "weft_pods");

@@ -20,8 +20,10 @@ import {
   pickNodes,
   referencePaths,
   sameNodePath,
+  withFastPath,
   type PathPlan,
 } from './paths.js';
+import type { FastPathMode } from '../fastpath/mode.js';
 import { buildReference, type Reference } from './reference.js';
 import { RESULT_SCHEMA_ID, type BenchResult, type Hop, type PathResult, type Throughput } from './result.js';
 import { ratio, stat } from './stats.js';
@@ -52,6 +54,8 @@ export interface BenchOptions {
   repetitions?: number;
   /** Also measure the hand-built paths (plain ip commands, no agent) in the same run. */
   reference?: boolean;
+  /** Also measure every backend with the BPF fast path on (rows `<backend>+bpf`, `same-node+bpf`). */
+  fastPath?: boolean;
   progress?: (msg: string) => void;
 }
 
@@ -111,13 +115,22 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
       );
   }
   const before = s.backend;
+  const fastPathBefore: FastPathMode = s.spec.fastPath ?? 'none';
   // Start with the backend the lab already runs (one switch fewer), then in the order asked.
-  const order = [...backends.filter((x) => x === before), ...backends.filter((x) => x !== before)];
+  const backendOrder = [...backends.filter((x) => x === before), ...backends.filter((x) => x !== before)];
+  // Each backend plain, then (--fast-path) with the BPF fast path: one agent restart per phase.
+  const order = backendOrder.flatMap((backend) =>
+    (o.fastPath ? (['none', 'bpf'] as const) : (['none'] as const)).map((fastPath) => ({
+      backend,
+      fastPath,
+    })),
+  );
   // The same-node path is measured where the pod MTU is the underlay's (no encapsulation), if any.
-  const sameNodeUnder = order.find((x) => x !== 'vxlan') ?? order[0]!;
+  const sameNodeUnder = backendOrder.find((x) => x !== 'vxlan') ?? backendOrder[0]!;
   const firstPhase = o.reference ? 4 : 1; // native (+ the three hand-built paths)
   const perPhase = (i: number, be: string) => (i === 0 ? firstPhase : 0) + (be === sameNodeUnder ? 1 : 0) + 1;
-  const totalSteps = order.reduce((n, be, i) => n + perPhase(i, be), 0) * repetitions * (STREAMS.length + 1);
+  const totalSteps =
+    order.reduce((n, ph, i) => n + perPhase(i, ph.backend), 0) * repetitions * (STREAMS.length + 1);
   let step = 0;
   const tick = (what: string) => say(`[${++step}/${totalSteps}] ${what}`);
 
@@ -128,17 +141,19 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
       say('building the hand-built reference paths (plain ip commands, no agent)');
       ref = await buildReference(s.spec.mtu);
     }
-    for (const [i, backend] of order.entries()) {
-      if (s.backend !== backend) {
-        say(`switching the lab to ${backend} (agents restart, waiting until ready)`);
-        await labSwitchBackend(s.name, backend);
+    for (const [i, { backend, fastPath }] of order.entries()) {
+      if (s.backend !== backend || (s.spec.fastPath ?? 'none') !== fastPath) {
+        const fp = fastPath === 'none' ? '' : ` with the BPF fast path`;
+        say(`switching the lab to ${backend}${fp} (agents restart, waiting until ready)`);
+        await labSwitchBackend(s.name, backend, undefined, fastPath);
         s = await readState(s.name);
       }
       const node = (n: NodeState) => s.nodes.find((x) => x.name === n.name)!;
       const phase: PathPlan[] = [];
+      const variant = (p: PathPlan) => (fastPath === 'bpf' ? withFastPath(p) : p);
       if (i === 0) phase.push(nativePath(node(a), node(b)), ...(ref ? referencePaths(ref) : []));
-      if (backend === sameNodeUnder) phase.push(sameNodePath(node(a), pa1, pa2, backend));
-      phase.push(crossNodePath(node(a), node(b), pa1, pb1, backend));
+      if (backend === sameNodeUnder) phase.push(variant(sameNodePath(node(a), pa1, pa2, backend)));
+      phase.push(variant(crossNodePath(node(a), node(b), pa1, pb1, backend)));
 
       const live: Samples[] = [];
       for (const plan of phase) {
@@ -161,9 +176,10 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
     }
   } finally {
     await ref?.destroy();
-    if ((await readState(s.name).catch(() => s)).backend !== before) {
+    const now = await readState(s.name).catch(() => s);
+    if (now.backend !== before || (now.spec.fastPath ?? 'none') !== fastPathBefore) {
       say(`restoring the lab's backend ${before}`);
-      await labSwitchBackend(s.name, before).catch((e: unknown) =>
+      await labSwitchBackend(s.name, before, undefined, fastPathBefore).catch((e: unknown) =>
         say(`cannot restore backend ${before}: ${describeError(e)}`),
       );
     }
@@ -223,6 +239,7 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
       streams: [...STREAMS],
       quick: o.quick === true,
       reference: o.reference === true,
+      fastPath: o.fastPath === true,
       throughputTool: `iperf3 -c DST -t ${seconds} -O ${WARMUP_SECONDS} -P N -J (TCP, receiver-side goodput; the first ${WARMUP_SECONDS} s omitted)`,
       latencyTool: `sockperf ping-pong --tcp --full-rtt -t ${seconds} (14-byte messages, one in flight; sockperf drops a 400 ms warm-up)`,
       rttConvention:
@@ -259,6 +276,7 @@ function toPathResult(sm: Samples): PathResult {
     label: plan.label,
     kind: plan.kind,
     backend: plan.backend,
+    ...(plan.fastPath !== undefined && { fastPath: plan.fastPath }),
     from: plan.from,
     to: plan.to,
     hops: sm.hops,

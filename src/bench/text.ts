@@ -31,9 +31,10 @@ export function hopMtus(p: PathResult): string {
 
 export function shortLabel(p: PathResult): string {
   if (p.kind === 'native') return 'node → node (native)';
-  if (p.kind === 'same-node') return 'pod → pod, same node';
+  const bpf = p.fastPath === 'bpf' ? '+bpf' : '';
+  if (p.kind === 'same-node') return `pod → pod, same node${bpf && ` ${bpf}`}`;
   if (p.kind === 'reference') return `hand-built ${p.id.split('/')[1] ?? ''}`;
-  return `pod → pod, ${p.backend ?? '?'}`;
+  return `pod → pod, ${p.backend ?? '?'}${bpf}`;
 }
 
 export function formatResult(res: BenchResult): string {
@@ -89,6 +90,8 @@ function againstHandBuilt(res: BenchResult): string {
   const pairs: [string, string][] = [
     ['cross-node/host-gw', 'reference/routed'],
     ['cross-node/vxlan', 'reference/vxlan'],
+    ['cross-node/host-gw+bpf', 'reference/routed'],
+    ['cross-node/vxlan+bpf', 'reference/vxlan'],
   ];
   const get = (id: string) => res.paths.find((p) => p.id === id);
   const lines = pairs.flatMap(([w, h]) => {
