@@ -162,7 +162,7 @@ export async function labUp(spec: LabSpec, progress: Progress = () => undefined)
         network: spec.network,
         subnetLen: spec.subnetLen,
         backend: { type: spec.backend },
-        fastPath: spec.fastPath,
+        ...(spec.fastPath !== 'none' && { fastPath: spec.fastPath }),
       }),
     ]);
     mark('etcd', t);
@@ -669,7 +669,7 @@ export async function labSwitchBackend(
       network: s.spec.network,
       subnetLen: s.spec.subnetLen,
       backend: { type: backend },
-      fastPath: fp,
+      ...(fp !== 'none' && { fastPath: fp }),
     }),
   ]);
   await killAll(s.nodes.map((n) => n.agentPid).filter(Boolean), 10_000);
