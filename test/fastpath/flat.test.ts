@@ -193,8 +193,10 @@ test(
       const progs: number[] = [];
       const maps: number[] = [];
       for (const n of nodes)
-        for (const o of (await loaderStatus(n)).objects)
-          (progs.push(o.program), maps.push(o.cfgMap, ...o.maps));
+        for (const o of (await loaderStatus(n)).objects) {
+          progs.push(o.program);
+          maps.push(o.cfgMap, ...o.maps);
+        }
       return { progs, maps };
     };
 
