@@ -41,8 +41,8 @@ import {
  * `weft bench`: on a running lab, measures in one run the underlay between two nodes (native), two
  * pods on one node (the veth + bridge cost alone) and two pods across the same two nodes under every
  * backend asked for, switching the lab's backend between them and restoring it at the end. Each
- * path gets iperf3 with 1 and with 4 streams and a sockperf ping-pong, repeated; repetitions of the
- * paths of one backend are interleaved so that drift in the machine hits every path alike.
+ * path gets iperf3 with 1 and with 4 streams and a sockperf ping-pong, repeated; each repetition is
+ * a round over every backend (and fast path), so that drift in the machine hits every path alike.
  */
 
 export interface BenchOptions {
@@ -141,37 +141,21 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
       say('building the hand-built reference paths (plain ip commands, no agent)');
       ref = await buildReference(s.spec.mtu);
     }
-    for (const [i, { backend, fastPath }] of order.entries()) {
-      if (s.backend !== backend || (s.spec.fastPath ?? 'none') !== fastPath) {
-        const fp = fastPath === 'none' ? '' : ` with the BPF fast path`;
-        say(`switching the lab to ${backend}${fp} (agents restart, waiting until ready)`);
-        await labSwitchBackend(s.name, backend, undefined, fastPath);
-        s = await readState(s.name);
-      }
-      const node = (n: NodeState) => s.nodes.find((x) => x.name === n.name)!;
-      const phase: PathPlan[] = [];
-      const variant = (p: PathPlan) => (fastPath === 'bpf' ? withFastPath(p) : p);
-      if (i === 0) phase.push(nativePath(node(a), node(b)), ...(ref ? referencePaths(ref) : []));
-      if (backend === sameNodeUnder) phase.push(variant(sameNodePath(node(a), pa1, pa2, backend)));
-      phase.push(variant(crossNodePath(node(a), node(b), pa1, pb1, backend)));
-
-      const live: Samples[] = [];
-      for (const plan of phase) {
-        const sm: Samples = { plan, hops: [], status: 'ok', tcp: { 1: [], 4: [] }, latency: [] };
-        results.push(sm);
-        if (!(await reachable(plan.from, plan.to, plan.kind === 'native' ? 5_000 : 30_000))) {
-          sm.status = 'unreachable';
-          sm.reason = await whyUnreachable(plan);
-          say(`${plan.label}: unreachable, not measured: ${sm.reason}`);
-          step += repetitions * (STREAMS.length + 1);
-          continue;
+    // Repetitions are rounds over every phase (snake order: A B C, C B A, A B C, … one switch fewer
+    // per round), so that drift in the machine hits every path alike, across backends too.
+    const live: Samples[][] = order.map(() => []);
+    for (let rep = 1; rep <= repetitions; rep++) {
+      const round = [...order.entries()];
+      if (rep % 2 === 0) round.reverse();
+      for (const [i, { backend, fastPath }] of round) {
+        if (s.backend !== backend || (s.spec.fastPath ?? 'none') !== fastPath) {
+          const fp = fastPath === 'none' ? '' : ` with the BPF fast path`;
+          say(`switching the lab to ${backend}${fp} (agents restart, waiting until ready)`);
+          await labSwitchBackend(s.name, backend, undefined, fastPath);
+          s = await readState(s.name);
         }
-        sm.hops = await discoverHops(plan);
-        say(`${plan.label}: ${sm.hops.map((h) => `${h.host}/${h.device} ${h.mtu}`).join(' → ')}`);
-        live.push(sm);
-      }
-      for (let rep = 1; rep <= repetitions; rep++) {
-        for (const sm of live) await measure(sm, rep);
+        if (rep === 1) live[i] = await preparePhase(i, backend, fastPath);
+        for (const sm of live[i]!) await measure(sm, rep);
       }
     }
   } finally {
@@ -183,6 +167,32 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
         say(`cannot restore backend ${before}: ${describeError(e)}`),
       );
     }
+  }
+
+  /** The paths of one phase, checked reachable, their hops read (once, in the first round). */
+  async function preparePhase(i: number, backend: BackendType, fastPath: FastPathMode): Promise<Samples[]> {
+    const node = (n: NodeState) => s.nodes.find((x) => x.name === n.name)!;
+    const phase: PathPlan[] = [];
+    const variant = (p: PathPlan) => (fastPath === 'bpf' ? withFastPath(p) : p);
+    if (i === 0) phase.push(nativePath(node(a), node(b)), ...(ref ? referencePaths(ref) : []));
+    if (backend === sameNodeUnder) phase.push(variant(sameNodePath(node(a), pa1, pa2, backend)));
+    phase.push(variant(crossNodePath(node(a), node(b), pa1, pb1, backend)));
+    const ready: Samples[] = [];
+    for (const plan of phase) {
+      const sm: Samples = { plan, hops: [], status: 'ok', tcp: { 1: [], 4: [] }, latency: [] };
+      results.push(sm);
+      if (!(await reachable(plan.from, plan.to, plan.kind === 'native' ? 5_000 : 30_000))) {
+        sm.status = 'unreachable';
+        sm.reason = await whyUnreachable(plan);
+        say(`${plan.label}: unreachable, not measured: ${sm.reason}`);
+        step += repetitions * (STREAMS.length + 1);
+        continue;
+      }
+      sm.hops = await discoverHops(plan);
+      say(`${plan.label}: ${sm.hops.map((h) => `${h.host}/${h.device} ${h.mtu}`).join(' → ')}`);
+      ready.push(sm);
+    }
+    return ready;
   }
 
   async function measure(sm: Samples, rep: number): Promise<void> {

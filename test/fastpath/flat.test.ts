@@ -14,7 +14,7 @@ import {
 } from '../../src/lab/lab.js';
 import { cmdline } from '../../src/lab/netns.js';
 import { run } from '../../src/util/exec.js';
-import { allPairsFailures, eventually, pings, seenSource, tcpTransfer, upLab } from '../helpers/lab.js';
+import { allPairsFailures, eventually, inNs, pings, seenSource, tcpTransfer, upLab } from '../helpers/lab.js';
 import {
   addTestService,
   delTestService,
@@ -113,6 +113,21 @@ test(
         'weft_fastpath_packets_total{path="fast",reason="vxlan_peer"} on /metrics',
       );
     });
+
+    await t.test(
+      'TTL as on the kernel path: bridged on a node, one hop per node routed, expiry answered',
+      async () => {
+        const ttlOf = async (ip: string) =>
+          Number(/ttl=(\d+)/.exec((await inNs(a1.netns, ['ping', '-c', '1', '-W', '1', ip])).stdout)?.[1]);
+        assert.equal(await ttlOf(a2.ip), 64, 'same node: bridged, not routed');
+        assert.equal(await ttlOf(b1.ip), 62, 'across nodes: routed by both nodes');
+        // TTL 1 leaving the pod: the node must answer "time exceeded", so the packet goes to the stack.
+        const c0 = await kernelCounters(n1);
+        const r = await inNs(a1.netns, ['ping', '-c', '1', '-W', '1', '-t', '1', b1.ip]);
+        assert.match(r.stdout, /Time to live exceeded/);
+        assert.ok((await kernelCounters(n1)).slow_ttl! > c0.slow_ttl!);
+      },
+    );
 
     await t.test(
       'vxlan: a 10 MiB transfer to another node and one on the same node arrive intact',
