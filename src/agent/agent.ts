@@ -101,7 +101,8 @@ export class Agent implements StatusSource {
   private cloud: CloudRouting | undefined;
   private cniServer: CniServer | undefined;
   // --- BPF fast path hook (issue 15): ensure in configureForLease, sync after each reconcile pass,
-  // counters with the others, removed by leave; src/fastpath/ holds the logic.
+  // counters with the others, closeGate on stop (it stays in the kernel), removed by leave;
+  // src/fastpath/ holds the logic.
   private readonly fastPath: FastPath;
 
   constructor(private readonly opts: AgentOptions) {
@@ -362,6 +363,7 @@ export class Agent implements StatusSource {
     await this.stopWatch?.().catch(() => undefined);
     await this.reconciling?.catch(() => undefined);
     await this.traffic.remove().catch(() => undefined);
+    this.fastPath.closeGate();
     await this.cniServer?.close().catch(() => undefined);
     for (const s of this.servers) s.close();
     await this.registry?.close().catch(() => undefined);

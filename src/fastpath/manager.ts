@@ -124,6 +124,15 @@ export class FastPath {
     if (a?.counters) this.metrics.update(a.counters as KernelCounters);
   }
 
+  /**
+   * A clean stop: the programs stay attached (pod traffic keeps its fast path), but the CNI plugin
+   * stops adding pods until an agent runs again (its resync adds the pods attached meanwhile), so that
+   * a node namespace removed after its agent leaves no marker behind.
+   */
+  closeGate(): void {
+    if (this.active) setFastPathGate(false);
+  }
+
   /** Takes every weft program off this node's devices (their maps go with them). */
   async remove(why = 'removed'): Promise<void> {
     if (fastPathMissing() !== undefined) return;
