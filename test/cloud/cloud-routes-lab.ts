@@ -60,6 +60,11 @@ const sh = async (ns: string, argv: string[]) => {
   if (r.code !== 0) throw new Error(`${ns}: ${argv.join(' ')}: ${r.stderr.trim()}`);
 };
 
+const ipBatch = async (ns: string, lines: string[]) => {
+  const r = await inNs(ns, ['ip', '-batch', '-'], { input: lines.join('\n') + '\n' });
+  if (r.code !== 0) throw new Error(`${ns}: ip -batch: ${r.stderr.trim()}`);
+};
+
 export async function flannelHostGwOnNeutron(
   name: string,
   nodes: number,
@@ -106,33 +111,23 @@ export async function flannelHostGwOnNeutron(
     const mtu = (await inNs(p.netns, ['cat', '/sys/class/net/eth0/mtu'])).stdout.trim();
     // flanneld leaves forwarding to the host (kubelet/docker turn it on); the CNI bridge plugin makes cni0.
     await sh(p.netns, ['sysctl', '-qw', 'net.ipv4.ip_forward=1']);
-    await sh(p.netns, ['ip', 'link', 'add', 'cni0', 'mtu', mtu, 'type', 'bridge']);
-    await sh(p.netns, ['ip', 'addr', 'add', `${gw}/24`, 'dev', 'cni0']);
-    await sh(p.netns, ['ip', 'link', 'set', 'cni0', 'up']);
     const pod: FlannelPod = { name: `${p.name}p1`, netns: `${p.netns}p1`, ip: `10.244.${i + 1}.2` };
     await j.record({ kind: 'netns', name: pod.netns });
     const made = await run('ip', ['netns', 'add', pod.netns], { allowFailure: true });
     if (made.code !== 0) throw new Error(`ip netns add ${pod.netns}: ${made.stderr.trim()}`);
-    await sh(p.netns, [
-      'ip',
-      'link',
-      'add',
-      `veth${pod.name}`,
-      'mtu',
-      mtu,
-      'type',
-      'veth',
-      'peer',
-      'name',
-      'eth0',
-      'netns',
-      pod.netns,
+    await ipBatch(p.netns, [
+      `link add cni0 mtu ${mtu} type bridge`,
+      `addr add ${gw}/24 dev cni0`,
+      'link set cni0 up',
+      `link add veth${pod.name} mtu ${mtu} type veth peer name eth0 netns ${pod.netns}`,
+      `link set veth${pod.name} master cni0 up`,
     ]);
-    await sh(p.netns, ['ip', 'link', 'set', `veth${pod.name}`, 'master', 'cni0', 'up']);
-    await sh(pod.netns, ['ip', 'link', 'set', 'lo', 'up']);
-    await sh(pod.netns, ['ip', 'link', 'set', 'eth0', 'mtu', mtu, 'up']);
-    await sh(pod.netns, ['ip', 'addr', 'add', `${pod.ip}/24`, 'dev', 'eth0']);
-    await sh(pod.netns, ['ip', 'route', 'add', 'default', 'via', gw]);
+    await ipBatch(pod.netns, [
+      'link set lo up',
+      `link set eth0 mtu ${mtu} up`,
+      `addr add ${pod.ip}/24 dev eth0`,
+      `route add default via ${gw}`,
+    ]);
     const node: FlannelNode = {
       name: p.name,
       netns: p.netns,
