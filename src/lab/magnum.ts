@@ -178,7 +178,11 @@ export function convertMagnumTemplate(doc: Record<string, unknown>): MagnumConve
   if (name) {
     if (typeof name.value !== 'string' || name.value === '') bad(name.as, 'must be a non-empty string');
     spec.name = labNameOf(name.value as string);
-    map(name.as, name.value, `name: ${spec.name as string} (lab names are 1-8 lowercase letters/digits; --name overrides)`);
+    map(
+      name.as,
+      name.value,
+      `name: ${spec.name as string} (lab names are 1-8 lowercase letters/digits; --name overrides)`,
+    );
   }
   const coe = fields.get('coe');
   if (coe && coe.value !== 'kubernetes')
