@@ -16,7 +16,7 @@ export function registerLab(program: Command): void {
     .description('build a cluster: underlay, etcd, an agent per node, pods attached by weft-cni')
     .option(
       '-f, --file <spec.yaml>',
-      'lab spec (keys mirror these flags: name, nodes, podsPerNode, underlay, backend, …)',
+      'lab spec (keys mirror these flags: name, nodes, podsPerNode, underlay, backend, …) or a Magnum cluster template',
     )
     .option('--name <name>', 'lab name (1-8 lowercase letters/digits)')
     .option('--nodes <n>', 'number of nodes')
@@ -32,7 +32,13 @@ export function registerLab(program: Command): void {
     .action(async (o: Record<string, string | boolean | undefined>) => {
       const { loadSpecFile, validateSpec } = await import('../lab/spec.js');
       const { labUp, labStatus } = await import('../lab/lab.js');
-      const fromFile = typeof o.file === 'string' ? await loadSpecFile(o.file) : {};
+      let fromFile = typeof o.file === 'string' ? await loadSpecFile(o.file) : {};
+      const magnum = await import('../lab/magnum.js');
+      if (magnum.isMagnumTemplate(fromFile)) {
+        const c = magnum.convertMagnumTemplate(fromFile);
+        process.stdout.write(magnum.formatMagnumMapping(c) + '\n');
+        fromFile = c.spec;
+      }
       const flags: Record<string, unknown> = {};
       const map: Record<string, string> = {
         name: 'name',
