@@ -1,6 +1,6 @@
 // After tsc: marks the entry points executable (tsc does not keep file modes) and builds the native
-// parts next to main.js: the weft-cni shim (native/cni-shim.c) and the fast-path server's socket side,
-// a Node-API addon (native/cni-fdserver.c, against the headers that come with Node). Without a C
+// parts: the weft-cni shim (native/cni-shim.c) next to main.js, and two Node-API addons built against
+// the headers that come with Node (the fast-path server's socket side, sd_notify). Without a C
 // compiler (or headers) they are skipped with a warning: dist/src/cni/main.js is then the plugin (the
 // same answers, ~50 ms slower per call), and the agent serves no fast path.
 import { chmodSync, existsSync } from 'node:fs';
@@ -20,15 +20,18 @@ if (r.error || r.status !== 0) {
 const headers = [join(dirname(process.execPath), '..', 'include', 'node'), '/usr/include/node'].find((d) =>
   existsSync(join(d, 'node_api.h')),
 );
-const a = headers
-  ? spawnSync(
-      cc,
-      ['-shared', '-fPIC', '-O2', '-Wall', '-Wextra', '-Werror', `-I${headers}`, '-o', 'dist/src/cni/fdserver.node', 'native/cni-fdserver.c', '-lpthread'],
-      { stdio: 'inherit' },
-    )
-  : undefined;
-if (!a || a.error || a.status !== 0) {
-  console.warn(
-    `post-build: cannot build native/cni-fdserver.c (${!a ? 'no node_api.h next to Node' : (a.error?.message ?? `exit ${a.status}`)}); the agent serves no weft-cni fast path`,
-  );
+// Node-API addons: what Node's own modules cannot do (receive descriptors; unix datagrams).
+const addons = [
+  ['native/cni-fdserver.c', 'dist/src/cni/fdserver.node', 'the agent serves no weft-cni fast path'],
+  ['native/sd-notify.c', 'dist/src/agent/sd-notify.node', 'the agent cannot tell systemd it is ready (Type=notify)'],
+];
+for (const [src, out, without] of addons) {
+  const a = headers
+    ? spawnSync(cc, ['-shared', '-fPIC', '-O2', '-Wall', '-Wextra', '-Werror', `-I${headers}`, '-o', out, src, '-lpthread'], {
+        stdio: 'inherit',
+      })
+    : undefined;
+  if (!a || a.error || a.status !== 0) {
+    console.warn(`post-build: cannot build ${src} (${!a ? 'no node_api.h next to Node' : (a.error?.message ?? `exit ${a.status}`)}); ${without}`);
+  }
 }

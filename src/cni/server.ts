@@ -1,10 +1,9 @@
-import { chmodSync, existsSync, mkdirSync, statSync, unlinkSync } from 'node:fs';
-import { createRequire } from 'node:module';
+import { chmodSync, mkdirSync, statSync, unlinkSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import type { Logger } from '../util/log.js';
-import { WeftError } from '../util/errors.js';
+import { loadAddon } from '../util/addon.js';
 
 /**
  * The resident side of weft-cni's fast path. Starting Node costs ~50 ms per plugin call, more than the
@@ -170,18 +169,11 @@ interface FdServerAddon {
   stop(handle: number): void;
 }
 
-function loadAddon(): FdServerAddon {
-  const file = new URL('./fdserver.node', import.meta.url).pathname;
-  if (!existsSync(file)) {
-    throw new WeftError(`${file} is missing (the fast path's socket side)`, {
-      hint: 'build weft with a C compiler and the Node.js headers: npm run build',
-    });
-  }
-  return createRequire(import.meta.url)(file) as FdServerAddon;
-}
-
 export async function startCniServer(o: { log: Logger; dir?: string; workers?: number }): Promise<CniServer> {
-  const addon = loadAddon();
+  const addon = loadAddon<FdServerAddon>(
+    new URL('./fdserver.node', import.meta.url),
+    "the fast path's socket side",
+  );
   const dir = o.dir ?? CNI_SOCKET_DIR;
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   chmodSync(dir, 0o700);
