@@ -67,23 +67,35 @@ static int write_all(int fd, const char *p, size_t n) {
   return 0;
 }
 
-/* No server: the Node plugin next to this binary gets the same arguments, environment and stdin. */
-__attribute__((noreturn)) static void run_node_plugin(char **argv, const char *input, size_t len) {
-  char self[PATH_MAX], plugin[PATH_MAX + 16];
+/*
+ * The Node plugin: main.js next to this binary (the build tree, dist/src/cni/), or where
+ * `weft install-cni` puts it on a host: <this binary>.d/src/cni/main.js.
+ */
+static void plugin_path(char *out, size_t size) {
+  char self[PATH_MAX];
   ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
   if (n < 0) fail(100, "cannot find its own path in /proc/self/exe");
   self[n] = 0;
+  snprintf(out, size, "%s.d/src/cni/main.js", self);
+  if (access(out, F_OK) == 0) return;
   char *slash = strrchr(self, '/');
   if (slash) *slash = 0;
-  snprintf(plugin, sizeof plugin, "%s/main.js", self);
+  snprintf(out, size, "%s/main.js", self);
+}
+
+/* No server: the Node plugin gets the same arguments, environment and stdin. */
+__attribute__((noreturn)) static void run_node_plugin(char **argv, const char *input, size_t len) {
+  char plugin[PATH_MAX + 32];
+  plugin_path(plugin, sizeof plugin);
   int fd = memfd_create("weft-cni-stdin", 0);
   if (fd < 0 || write_all(fd, input, len) < 0 || lseek(fd, 0, SEEK_SET) < 0 || dup2(fd, 0) < 0)
     fail(100, "cannot pass the configuration on to the Node plugin");
   close(fd);
   argv[0] = plugin;
   execv(plugin, argv);
-  char msg[PATH_MAX + 64];
-  snprintf(msg, sizeof msg, "cannot run %s: %s", plugin, strerror(errno));
+  char msg[PATH_MAX + 160];
+  snprintf(msg, sizeof msg, "no weft agent serves this node and the plugin %s cannot run (%s; it needs Node.js 20)", plugin,
+           strerror(errno));
   fail(100, msg);
 }
 

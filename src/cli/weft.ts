@@ -115,6 +115,23 @@ program
     process.exitCode = r.code === 200 ? 0 : 1;
   });
 
+program
+  .command('install-cni')
+  .description(
+    'install weft-cni on this host: the plugin into --dir, its network config list into --conf-dir (atomic, idempotent)',
+  )
+  .option('--dir <path>', 'CNI plugin directory', '/opt/cni/bin')
+  .option('--conf-dir <path>', 'CNI network configuration directory', '/etc/cni/net.d')
+  .option('--conf-name <file>', 'file name of the conflist', '10-weft.conflist')
+  .option('--network <name>', 'network name in the conflist', 'weft')
+  .option('--subnet-file <path>', "the agent's subnet file, if not /run/flannel/subnet.env")
+  .action(
+    async (o: { dir: string; confDir: string; confName: string; network: string; subnetFile?: string }) => {
+      const { runInstallCni } = await import('./install-cni-command.js');
+      runInstallCni(o);
+    },
+  );
+
 const { registerLab } = await import('./lab-command.js');
 registerLab(program);
 const { registerBench } = await import('./bench-command.js');
