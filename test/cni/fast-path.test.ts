@@ -4,8 +4,8 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
-import { connect } from 'node:net';
+import { mkdir, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { connect, createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { CNI_SOCKET_DIR } from '../../src/cni/server.js';
 import {
@@ -175,4 +175,27 @@ test('a request that names a namespace without handing it over is not served (th
     0,
     'nothing was attached',
   );
+});
+
+test('a server that cannot serve (says so, or breaks off its answer) leaves the call to the Node plugin', async (t) => {
+  const node = await makeNode(t);
+  const [p1, p2] = await makeNetns(t, 'p1', 'p2');
+  await mkdir(CNI_SOCKET_DIR, { recursive: true, mode: 0o700 });
+  const sock = `${CNI_SOCKET_DIR}/net-${(await stat(`/run/netns/${node.ns}`)).ino}.sock`;
+  // A stand-in for a server in trouble, on the node's socket: it reads the request, then answers badly.
+  let answer = 'unserved the test says no\n';
+  let asked = 0;
+  const fake = createServer({ allowHalfOpen: true }, (s) => {
+    s.on('data', () => undefined);
+    s.on('end', () => (asked++, s.end(answer)));
+  });
+  await new Promise<void>((r) => fake.listen(sock, r));
+  t.after(() => new Promise<void>((r) => fake.close(() => r())).then(() => rm(sock, { force: true })));
+  const r1 = (await call(node, 'ADD', p1, { plugin: SHIM })) as { ips: { address: string }[] };
+  assert.equal(r1.ips[0]!.address, '10.244.1.2/24');
+  answer = '0 500 0\n{"cniVersion"'; // cut short
+  const r2 = (await call(node, 'ADD', p2, { plugin: SHIM })) as { ips: { address: string }[] };
+  assert.equal(r2.ips[0]!.address, '10.244.1.3/24');
+  assert.equal(asked, 2, 'the shim asked the server first');
+  assert.equal((await links(p1!, 'eth0'))[0]?.addr_info?.[0]?.local, '10.244.1.2', 'the pod got its address');
 });
