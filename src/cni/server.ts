@@ -187,15 +187,14 @@ export async function startCniServer(o: { log: Logger; dir?: string; workers?: n
   let inFlight = 0;
   let drained: (() => void) | undefined;
 
-  const serve = async (conn: number, buf: Buffer, fd: number): Promise<void> => {
+  /** The answer to one request; the descriptor and connection are the caller's to close. */
+  const serve = async (buf: Buffer, fd: number): Promise<Answer> => {
     let req: Request;
     try {
       req = parseRequest(buf);
     } catch (e) {
       o.log.warn({ err: (e as Error).message }, 'malformed CNI request');
-      addon.closeFd(fd);
-      addon.reply(conn, frame({ unserved: 'malformed request' }));
-      return;
+      return { unserved: 'malformed request' };
     }
     const t0 = performance.now();
     const { vars } = req;
@@ -210,7 +209,6 @@ export async function startCniServer(o: { log: Logger; dir?: string; workers?: n
     } else {
       answer = await pool.run(req); // no namespace involved (VERSION, STATUS, GC, a DEL without one)
     }
-    addon.closeFd(fd);
     o.log.info(
       {
         command: vars.CNI_COMMAND,
@@ -221,17 +219,19 @@ export async function startCniServer(o: { log: Logger; dir?: string; workers?: n
       },
       'unserved' in answer ? 'CNI request not served' : 'CNI request served',
     );
-    addon.reply(conn, frame(answer));
+    return answer;
   };
 
   const handle = addon.listen(path, (conn, buf, fd) => {
     inFlight++;
-    void serve(conn, buf, fd)
-      .catch((e: unknown) => {
+    void serve(buf, fd)
+      .catch((e: unknown): Answer => {
         o.log.error({ err: (e as Error).message }, 'CNI request failed');
-        addon.reply(conn, frame({ unserved: 'internal error' }));
+        return { unserved: 'internal error' };
       })
-      .finally(() => {
+      .then((answer) => {
+        addon.closeFd(fd); // the call is over: the namespace is the runtime's again
+        addon.reply(conn, frame(answer));
         if (--inFlight === 0) drained?.();
       });
   });
