@@ -6,7 +6,13 @@ import { createBackend } from '../backend/index.js';
 import { podMtu, vxlanDeviceName, type Backend, type NodeContext, type PeerPlan } from '../backend/types.js';
 import { getLink, sysctlRead, sysctlWrite } from '../kernel/iproute.js';
 import { configKey, isReservation, vtepOf, type Lease, type LeaseAttrs } from '../store/lease.js';
-import { connectEtcd, SubnetRegistry, type WatchEvent } from '../store/registry.js';
+import {
+  connectEtcd,
+  etcdSecurityProblem,
+  SubnetRegistry,
+  type EtcdSecurity,
+  type WatchEvent,
+} from '../store/registry.js';
 import { ConfigError, describeError, WeftError } from '../util/errors.js';
 import { formatIPv4, type Cidr } from '../util/ipv4.js';
 import type { Logger } from '../util/log.js';
@@ -24,7 +30,11 @@ import { startCniServer, type CniServer } from '../cni/server.js';
 export interface AgentOptions {
   etcdEndpoints: string[];
   etcdPrefix: string;
+  /** TLS and user for etcd (flanneld's --etcd-cafile/certfile/keyfile/username/password). */
+  etcdSecurity?: EtcdSecurity;
   ifaces: string[];
+  ifaceRegex?: string[];
+  ifaceCanReach?: string;
   publicIp?: string;
   subnetFile: string;
   ipMasq: boolean;
@@ -50,6 +60,8 @@ const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /** Translates the etcd client's gRPC errors into a line an operator can act on. */
 function etcdProblem(err: unknown, endpoints: string[]): string {
+  const security = etcdSecurityProblem(err, endpoints);
+  if (security) return security;
   const m = describeError(err);
   if (
     /UNAVAILABLE|ECONNREFUSED|No connection|deadline|DEADLINE|circuit|Broken|ETIMEDOUT|EHOSTUNREACH/i.test(m)
@@ -153,7 +165,7 @@ export class Agent implements StatusSource {
         return undefined;
       });
     }
-    this.registry = new SubnetRegistry(connectEtcd(o.etcdEndpoints), o.etcdPrefix);
+    this.registry = new SubnetRegistry(connectEtcd(o.etcdEndpoints, o.etcdSecurity), o.etcdPrefix);
 
     const text = await this.retry('read the network config', async () => {
       const t = await this.registry.getConfigText();
@@ -167,7 +179,7 @@ export class Agent implements StatusSource {
     this.etcdUp = true;
     this.config = parseNetworkConfig(text); // a ConfigError here is fatal: the caller prints it and exits
     this.backend = createBackend(this.config);
-    this.iface = await selectPublicInterface(o.ifaces, o.publicIp);
+    this.iface = await selectPublicInterface(o, o.publicIp);
     this.log.info(
       {
         backend: this.backend.type,

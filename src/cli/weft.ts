@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { Command, Option } from 'commander';
 import { describeError } from '../util/errors.js';
+import { applyEnvOptions, ENV_HELP } from './env-options.js';
 
 /**
  * The `weft` command: one subcommand per concern, each a thin layer over a module usable without the
@@ -11,17 +12,34 @@ const program = new Command('weft')
   .showHelpAfterError();
 
 const collect = (v: string, prev: string[]) => [...prev, ...v.split(',').filter(Boolean)];
+/** The agent's options from the environment too: weft's own prefix first, then flanneld's. */
+const AGENT_ENV = ['WEFT', 'FLANNELD'] as const;
 
 program
   .command('agent')
   .description('run the node agent: lease a subnet in etcd, program the data path, serve health and metrics')
   .option('--etcd-endpoints <urls>', 'comma-separated etcd client URLs', 'http://127.0.0.1:2379')
   .option('--etcd-prefix <prefix>', "etcd key prefix (Flannel's)", '/coreos.com/network')
+  .option('--etcd-cafile <path>', 'CA certificate that signed the etcd server certificates (https://)')
+  .option('--etcd-certfile <path>', 'client certificate for etcd (TLS client-certificate auth)')
+  .option('--etcd-keyfile <path>', 'key of --etcd-certfile')
+  .option('--etcd-username <name>', 'etcd user (etcd password auth)')
+  .option('--etcd-password <password>', 'password of --etcd-username')
   .option(
     '--iface <name-or-ip>',
     'public interface, by name or address (repeatable, first match wins)',
     collect,
     [],
+  )
+  .option(
+    '--iface-regex <regex>',
+    'public interface whose IPv4 address, else name, matches (repeatable; after --iface)',
+    collect,
+    [],
+  )
+  .option(
+    '--iface-can-reach <ip>',
+    'public interface: the one the route to this address leaves by (after --iface-regex)',
   )
   .option('--public-ip <ip>', "IP to publish to peers (default: the interface's first address)")
   .option('--subnet-file <path>', 'where to write the subnet file', '/run/flannel/subnet.env')
@@ -41,6 +59,8 @@ program
       .choices(['debug', 'info', 'warn', 'error'])
       .default('info'),
   )
+  .addHelpText('after', ENV_HELP(AGENT_ENV))
+  .hook('preAction', (cmd) => applyEnvOptions(cmd, AGENT_ENV))
   .action(async (o: Record<string, string | string[] | boolean | undefined>) => {
     const { runAgent } = await import('./agent-command.js');
     await runAgent(o);
@@ -94,6 +114,23 @@ program
     process.stdout.write(r.body);
     process.exitCode = r.code === 200 ? 0 : 1;
   });
+
+program
+  .command('install-cni')
+  .description(
+    'install weft-cni on this host: the plugin into --dir, its network config list into --conf-dir (atomic, idempotent)',
+  )
+  .option('--dir <path>', 'CNI plugin directory', '/opt/cni/bin')
+  .option('--conf-dir <path>', 'CNI network configuration directory', '/etc/cni/net.d')
+  .option('--conf-name <file>', 'file name of the conflist', '10-weft.conflist')
+  .option('--network <name>', 'network name in the conflist', 'weft')
+  .option('--subnet-file <path>', "the agent's subnet file, if not /run/flannel/subnet.env")
+  .action(
+    async (o: { dir: string; confDir: string; confName: string; network: string; subnetFile?: string }) => {
+      const { runInstallCni } = await import('./install-cni-command.js');
+      runInstallCni(o);
+    },
+  );
 
 const { registerLab } = await import('./lab-command.js');
 registerLab(program);
