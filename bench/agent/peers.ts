@@ -30,7 +30,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { Etcd3, type IRequestOp } from 'etcd3';
-import { agentGet } from '../../src/cli/status-command.js';
+import { agentGet } from '../../src/agent/client.js';
 import { formatNetworkConfig } from '../../src/config/network-config.js';
 import { vxlanDeviceName } from '../../src/backend/types.js';
 import { WEFT_ROUTE_PROTO } from '../../src/agent/dataplane.js';

@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { formatNetworkConfig, type BackendType } from '../config/network-config.js';
 import { readSubnetEnv } from '../config/subnet-env.js';
 import { invokeCni } from '../cni/invoke.js';
-import { agentGet } from '../cli/status-command.js';
+import { agentGet } from '../agent/client.js';
 import { WeftError, describeError } from '../util/errors.js';
 import { startEtcd } from './etcd-server.js';
 import { Journal, LAB_ROOT, labDir } from './journal.js';
