@@ -48,11 +48,11 @@ export interface CloudStart {
  * for `neutron` and make `auto` go on without the cloud; an unreachable cloud API is retried.
  */
 export async function findInCloud(o: CloudStart): Promise<CloudRouting | undefined> {
-  const c = new CloudRouting(o.options ?? { cluster: 'weft' }, o.log, o.metrics);
   const isConfigProblem = (err: unknown) =>
     err instanceof CloudConfigError || (err instanceof CloudProviderError && err.code === 'NodePortNotFound');
   try {
-    await retry(() => c.init(o.etcd, o.prefix, o.nodeIp, o.mac), {
+    const node = { etcd: o.etcd, prefix: o.prefix, publicIp: o.nodeIp, mac: o.mac };
+    return await retry(() => CloudRouting.connect(o.options ?? { cluster: 'weft' }, o.log, o.metrics, node), {
       initialMs: 1000,
       maxMs: 10_000,
       signal: o.signal,
@@ -62,7 +62,6 @@ export async function findInCloud(o: CloudStart): Promise<CloudRouting | undefin
         o.log.warn(`cannot reach the cloud: ${why}; retrying in ${delay / 1000}s`);
       },
     });
-    return c;
   } catch (err) {
     if (isConfigProblem(err) && o.required) throw err;
     o.log.warn(`no cloud routing (VXLAN is used where routing would need the cloud): ${describeError(err)}`);

@@ -92,17 +92,28 @@ export function endpointsFor(listener: 'tcp' | 'socket', statusOnTcp = false): R
   return statusOnTcp ? { ...PROBES, ...STATUS } : { ...PROBES };
 }
 
+/** No endpoint reads a body; a request carrying more than this is cut off. */
+const MAX_BODY = 64 * 1024;
+
 function handlerFor(src: AgentEndpoints, endpoints: Record<string, Endpoint>) {
   return (req: IncomingMessage, res: ServerResponse) => {
     const send = (r: Reply, headers: Record<string, string> = {}) => {
       res.writeHead(r.code, { 'content-type': r.type ?? 'text/plain', ...headers });
       res.end(r.body);
     };
-    const e = endpoints[(req.url ?? '/').split('?')[0] ?? '/'];
-    if (!e) return send(text(404, 'not found\n'));
-    const method = req.method === 'HEAD' ? 'GET' : req.method;
-    if (method !== e.method) return send(text(405, `${e.method} only\n`), { allow: e.method });
-    void (async () => send(await e.handle(src)))().catch((err: unknown) => send(text(500, String(err))));
+    const answer = async (): Promise<void> => {
+      const e = endpoints[(req.url ?? '/').split('?')[0] ?? '/'];
+      if (!e) return send(text(404, 'not found\n'));
+      const method = req.method === 'HEAD' ? 'GET' : req.method;
+      if (method !== e.method) return send(text(405, `${e.method} only\n`), { allow: e.method });
+      send(await e.handle(src));
+    };
+    // Answer once the whole request is in (a reply before its body would break the connection).
+    let size = 0;
+    req.on('data', (b: Buffer) => {
+      if ((size += b.length) > MAX_BODY) req.destroy();
+    });
+    req.on('end', () => void answer().catch((err: unknown) => send(text(500, String(err)))));
   };
 }
 
