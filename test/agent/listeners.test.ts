@@ -1,14 +1,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { agentGet } from '../../src/agent/client.js';
 import { spawnAgent, stopAgent, waitAgentReady } from '../../src/lab/agents.js';
-import { startEtcd, stopEtcd } from '../../src/lab/etcd-server.js';
-import { destroyNetns } from '../../src/lab/netns.js';
 import { run } from '../../src/util/exec.js';
-import { inNs, uniqueName } from '../helpers/lab.js';
+import { inNs } from '../helpers/lab.js';
+import { scratchNamespace } from './scratch.js';
 
 /**
  * A real agent in a scratch namespace (its etcd on that namespace's loopback): /status reaches the
@@ -18,32 +15,15 @@ test(
   '--status-on-tcp: /status on the TCP address only when asked for; POST /leave never',
   { timeout: 90_000 },
   async (t) => {
-    const ns = `wt-${uniqueName('l')}`;
-    const dir = await mkdtemp(join(tmpdir(), 'weft-listen-'));
-    await run('ip', ['netns', 'add', ns]);
-    t.after(async () => {
-      await destroyNetns(ns);
-      await rm(dir, { recursive: true, force: true });
-    });
+    const { ns, dir, etcd, putConfig } = await scratchNamespace(t, 'l');
     for (const cmd of [
-      'link set lo up',
       'link add e0 type veth peer name e1',
       'addr add 198.18.0.5/24 dev e0',
       'link set e1 up',
       'link set e0 up',
     ])
       await run('ip', ['-n', ns, ...cmd.split(' ')]);
-    const etcd = await startEtcd({ dir: join(dir, 'etcd'), host: '127.0.0.1', netns: ns });
-    t.after(() => stopEtcd(etcd.pid));
-    await inNs(ns, [
-      'env',
-      'ETCDCTL_API=3',
-      'etcdctl',
-      `--endpoints=${etcd.endpoint}`,
-      'put',
-      '/coreos.com/network/config',
-      '{"Network":"10.244.0.0/16","Backend":{"Type":"host-gw"}}',
-    ]);
+    await putConfig('{"Network":"10.244.0.0/16","Backend":{"Type":"host-gw"}}');
     const ask = async (method: string, path: string) =>
       (
         await inNs(ns, [
