@@ -172,12 +172,13 @@ export class ClusterMember {
   /** Takes a lease, configures the node for it, lists the peers, programs the data path, then keeps at it. */
   async start(): Promise<void> {
     const s = this.s;
-    const lease = await this.lease.republish(
+    const first = await this.lease.republish(
       'acquire a subnet lease',
       undefined,
       await previousSubnet(s.subnetFile),
     );
     await this.configureForLease();
+    const lease = this.lease.current ?? first;
     await this.peers.resync('start');
     await this.reconciler.now();
     this.log.info(

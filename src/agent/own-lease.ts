@@ -48,7 +48,11 @@ export class OwnLease {
    * Publishes `attrs` (or the current attributes again) and holds a lease for `subnet` (default: the
    * one held now) or, when it is taken, another one. Retried until etcd answers.
    */
-  async republish(what: string, attrs?: LeaseAttrs, subnet = this.lease?.subnet): Promise<Lease> {
+  async republish(
+    what: string,
+    attrs?: LeaseAttrs,
+    subnet: Cidr | undefined = this.lease?.subnet,
+  ): Promise<Lease> {
     if (attrs) this.published = attrs;
     this.lease = await this.etcd.retry(what, () => this.manager.acquire(this.published, subnet));
     return this.lease;
@@ -123,9 +127,5 @@ export class OwnLease {
   /** The node leaves: its lease key is deleted (if nobody rewrote it meanwhile). */
   async release(): Promise<void> {
     if (this.lease) await this.etcd.registry.casDelete(this.lease).catch(() => undefined);
-  }
-
-  holds(subnet: Cidr): boolean {
-    return this.lease !== undefined && this.lease.subnet.equals(subnet);
   }
 }
