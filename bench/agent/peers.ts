@@ -4,7 +4,8 @@
  *   node dist/bench/agent/peers.js [--peers 1000] [--idle-seconds 30] [--settle-seconds 20] [--txn-ops N]
  *
  * 1. Peer scale. One scratch network namespace wba-<random>-node holds a veth pair (eth0 198.18.0.1/16,
- *    its peer eth1 up, both ends inside), a real etcd on 198.18.0.1 and ONE real `weft agent` (VXLAN,
+ *    its peer eth1 up, both ends inside), a real etcd on 198.18.0.1 and ONE real `weft agent` (started as
+ *    the lab starts its agents, src/lab/agents.ts; VXLAN,
  *    Network 10.0.0.0/8, SubnetLen 24). Once /readyz answers 200, N peer leases in Flannel's format
  *    (distinct on-link public IPs 198.18.a.b, distinct VTEP MACs, one etcd lease with a TTL) are written
  *    at once: in one etcd transaction by default (--txn-ops splits them into concurrent transactions).
@@ -24,17 +25,18 @@
  */
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, open, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { Etcd3, type IRequestOp } from 'etcd3';
-import { agentGet } from '../../src/cli/status-command.js';
+import { agentGet } from '../../src/agent/client.js';
 import { formatNetworkConfig } from '../../src/config/network-config.js';
 import { vxlanDeviceName } from '../../src/backend/types.js';
 import { WEFT_ROUTE_PROTO } from '../../src/agent/dataplane.js';
 import { startEtcd } from '../../src/lab/etcd-server.js';
+import { agentFiles, spawnAgent, waitAgentReady } from '../../src/lab/agents.js';
 import { labDown, labUp } from '../../src/lab/lab.js';
 import { validateSpec } from '../../src/lab/spec.js';
 import { cmdline, destroyNetns, execIn, ipIn, killAll } from '../../src/lab/netns.js';
@@ -42,7 +44,6 @@ import { DEFAULT_PREFIX, configKey, subnetsPrefix } from '../../src/store/lease.
 import { run } from '../../src/util/exec.js';
 import { describeError } from '../../src/util/errors.js';
 
-const WEFT_JS = fileURLToPath(new URL('../../src/cli/weft.js', import.meta.url));
 const SELF = fileURLToPath(import.meta.url);
 const WRITER_FLAG = '--lease-writer';
 const NODE_IP = '198.18.0.1';
@@ -256,22 +257,6 @@ async function status(socket: string): Promise<AgentStatus> {
   return JSON.parse((await agentGet(socket, '/status')).body) as AgentStatus;
 }
 
-async function waitReady(socket: string, pid: number, log: string): Promise<void> {
-  const deadline = Date.now() + 60_000;
-  let last = 'no answer';
-  while (Date.now() < deadline) {
-    const r = await agentGet(socket, '/readyz').catch((e: unknown) => ({ code: 0, body: describeError(e) }));
-    if (r.code === 200) return;
-    last = r.body.trim();
-    if ((await cmdline(pid)) === undefined) {
-      const tail = (await readFile(log, 'utf8').catch(() => '')).trim().split('\n').slice(-3);
-      throw new Error(`the agent exited: ${tail.join(' | ')}`);
-    }
-    await sleep(100);
-  }
-  throw new Error(`the agent is not ready after 60 s: ${last}`);
-}
-
 /** "data path reconciled" lines of the agent's JSON log at or after `sinceMs` (epoch). */
 async function reconcilePasses(log: string, sinceMs: number) {
   const passes: { at: number; added: number; unchanged: number; failures: number }[] = [];
@@ -374,18 +359,11 @@ async function peerScale(n: number, txnOps: number, settleSeconds: number): Prom
   ]);
   progress(`namespace ${ns}: etcd ${etcd.endpoint}, network config ${network}`);
 
-  const socket = join(dir, 'agent.sock');
-  const log = join(dir, 'agent.log');
-  const fd = await open(log, 'a');
-  const agent = spawn(
-    'ip',
-    [
-      'netns',
-      'exec',
-      ns,
-      process.execPath,
-      WEFT_JS,
-      'agent',
+  const { socket, log } = agentFiles(dir);
+  const agent = await spawnAgent({
+    netns: ns,
+    dir,
+    args: [
       `--etcd-endpoints=${etcd.endpoint}`,
       '--iface=eth0',
       `--subnet-file=${join(dir, 'subnet.env')}`,
@@ -394,12 +372,9 @@ async function peerScale(n: number, txnOps: number, settleSeconds: number): Prom
       `--resync=${RESYNC_SECONDS}`,
       '--ip-masq',
     ],
-    { stdio: ['ignore', fd.fd, fd.fd] },
-  );
-  await fd.close();
-  if (agent.pid === undefined) throw new Error('cannot start the agent');
+  });
   scratch.agentPid = agent.pid;
-  await waitReady(socket, agent.pid, log);
+  await waitAgentReady({ name: ns, dir, pid: agent.pid });
   const pid = await nodeProcess(agent.pid);
   scratch.agentPid = pid;
   const own = (await status(socket)).lease?.subnet;

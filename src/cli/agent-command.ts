@@ -48,6 +48,7 @@ export async function runAgent(o: Record<string, string | string[] | boolean | u
     renewMarginSeconds: num('subnetLeaseRenewMargin') * 60,
     resyncSeconds: num('resync'),
     healthzAddr: s('healthzAddr'),
+    statusOnTcp: o.statusOnTcp === true,
     statusSocket: s('statusSocket'),
     cniServer: o.cniServer !== false,
     cloud: { cloud: s('cloud'), configFile: s('cloudConfig'), cluster: s('clusterName') ?? 'weft' },

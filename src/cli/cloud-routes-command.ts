@@ -167,7 +167,7 @@ async function cloudRoutes(o: Options): Promise<number> {
     });
     void byState;
     await mkdir(dirname(opts.statusSocket), { recursive: true });
-    const servers = await serve(
+    const listeners = await serve(
       {
         healthy: () => c.healthy(),
         ready: () => {
@@ -190,7 +190,7 @@ async function cloudRoutes(o: Options): Promise<number> {
         void c
           .stop()
           .then(() => fileStore?.close())
-          .then(() => Promise.all(servers.map((s) => new Promise((r) => s.close(r)))))
+          .then(() => listeners.close())
           .finally(resolve);
       };
       process.once('SIGTERM', () => stop('SIGTERM'));

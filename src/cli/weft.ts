@@ -47,8 +47,13 @@ program
   .option('--subnet-lease-ttl <seconds>', 'lease TTL (Flannel: 24 h)', '86400')
   .option('--subnet-lease-renew-margin <minutes>', 'renew this long before expiry', '60')
   .option('--resync <seconds>', 'period of the full kernel reconcile that repairs drift', '10')
-  .option('--healthz-addr <host:port>', 'serve /healthz /readyz /metrics /status on TCP')
-  .option('--status-socket <path>', 'serve the same endpoints on a unix socket', '/run/weft/agent.sock')
+  .option('--healthz-addr <host:port>', 'serve the probes /healthz /readyz /metrics on TCP (never actions)')
+  .option('--status-on-tcp', 'also serve /status (the cluster as this node sees it) on --healthz-addr', false)
+  .option(
+    '--status-socket <path>',
+    'root-only unix socket: the probes, /status and the actions (POST /leave)',
+    '/run/weft/agent.sock',
+  )
   .option('--no-cni-server', "do not serve weft-cni's fast path (the plugin then starts Node per call)")
   .option('--cloud <name>', 'clouds.yaml cloud for cloud routing (neutron, auto); default OS_CLOUD')
   .option('--cloud-config <path>', "clouds.yaml to use (default: openstacksdk's search order)")
@@ -109,7 +114,7 @@ program
   )
   .option('--socket <path>', "the agent's status socket", '/run/weft/agent.sock')
   .action(async (o: { socket: string }) => {
-    const { agentRequest } = await import('./status-command.js');
+    const { agentRequest } = await import('../agent/client.js');
     const r = await agentRequest(o.socket, '/leave', 'POST');
     process.stdout.write(r.body);
     process.exitCode = r.code === 200 ? 0 : 1;
