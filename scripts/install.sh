@@ -8,7 +8,8 @@ export DEBIAN_FRONTEND=noninteractive
 
 [ "$(id -u)" = 0 ] || { echo "install.sh: run as root (it installs Debian packages)"; exit 1; }
 PKGS=(etcd-server etcd-client iproute2 nftables iperf3 sockperf ethtool tcpdump containernetworking-plugins gcc libc6-dev
-      util-linux procps psmisc iputils-ping curl ca-certificates chromium)
+      util-linux procps psmisc iputils-ping curl ca-certificates chromium
+      clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev libnftables-dev)  # the last line: weft trace (BPF)
 missing=()
 for p in "${PKGS[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

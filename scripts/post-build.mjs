@@ -13,3 +13,6 @@ const r = spawnSync(cc, ['-O2', '-Wall', '-Wextra', '-Werror', '-o', 'dist/src/c
 if (r.error || r.status !== 0) {
   console.warn(`post-build: cannot compile native/cni-shim.c with ${cc} (${r.error?.message ?? `exit ${r.status}`}); weft-cni falls back to dist/src/cni/main.js`);
 }
+
+// weft trace's BPF programs and loader (self-contained; warns and skips without clang/libbpf).
+await import('./build-trace.mjs');
