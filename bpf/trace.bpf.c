@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /*
- * weft trace: the BPF half. Four tc programs (ingress/egress, for devices with and without an Ethernet
- * header) report every sighting of the probe on the devices they are attached to, and one BTF
+ * weft trace: the BPF half. One tc program, attached with tcx to both hooks of every watched device,
+ * reports every sighting of the probe there, and one BTF
  * tracepoint on kfree_skb reports the probe's death with the kernel's own drop reason.
  *
  * The probe is matched by content, because a packet crosses namespaces (the skb mark is scrubbed) and
@@ -24,6 +24,7 @@
 
 #define ETH_P_IP 0x0800
 #define TCX_NEXT -1
+#define ARPHRD_ETHER_ 1
 #define IPPROTO_ICMP_ 1
 #define IPPROTO_TCP_ 6
 #define IPPROTO_UDP_ 17
@@ -256,12 +257,17 @@ static __always_inline int worth_parsing(const __u8 *h, const struct tr_config *
 	return 0;
 }
 
-static __always_inline int on_tc(struct __sk_buff *skb, __u8 kind, __u32 l3off)
+/* One program for every device and both hooks: the hook and the link-layer header length come from
+ * the kernel's sk_buff (tc_at_ingress, and the device type: Ethernet or a bare IP device such as TUN). */
+SEC("tc")
+int wtrace_tc(struct __sk_buff *skb)
 {
 	__u32 k = 0;
 	struct tr_config *c = bpf_map_lookup_elem(&cfg, &k);
 	if (!c || !c->active || skb->protocol != bpf_htons(ETH_P_IP))
 		return TCX_NEXT;
+	struct sk_buff *kskb = bpf_cast_to_kern_ctx(skb);
+	__u32 l3off = BPF_CORE_READ(kskb, dev, type) == ARPHRD_ETHER_ ? 14 : 0;
 	struct scratch *s = bpf_map_lookup_elem(&scratch_map, &k);
 	if (!s)
 		return TCX_NEXT;
@@ -277,10 +283,9 @@ static __always_inline int on_tc(struct __sk_buff *skb, __u8 kind, __u32 l3off)
 	if (dir == TR_NONE)
 		return TCX_NEXT;
 	ev->ts = bpf_ktime_get_ns();
-	struct sk_buff *kskb = bpf_cast_to_kern_ctx(skb);
 	ev->netns = BPF_CORE_READ(kskb, dev, nd_net.net, net_cookie);
 	ev->ifindex = skb->ifindex;
-	ev->kind = kind;
+	ev->kind = BPF_CORE_READ_BITFIELD_PROBED(kskb, tc_at_ingress) ? TR_INGRESS : TR_EGRESS;
 	ev->dir = dir;
 	ev->skb_len = skb->len;
 	ev->mark = skb->mark;
@@ -291,16 +296,6 @@ static __always_inline int on_tc(struct __sk_buff *skb, __u8 kind, __u32 l3off)
 	bpf_ringbuf_output(&events, ev, sizeof(*ev), 0);
 	return TCX_NEXT;
 }
-
-SEC("tc")
-int wtrace_in_eth(struct __sk_buff *skb) { return on_tc(skb, TR_INGRESS, 14); }
-SEC("tc")
-int wtrace_out_eth(struct __sk_buff *skb) { return on_tc(skb, TR_EGRESS, 14); }
-/* Devices without a link-layer header (TUN, the udp backend's device): the packet starts at IPv4. */
-SEC("tc")
-int wtrace_in_l3(struct __sk_buff *skb) { return on_tc(skb, TR_INGRESS, 0); }
-SEC("tc")
-int wtrace_out_l3(struct __sk_buff *skb) { return on_tc(skb, TR_EGRESS, 0); }
 
 SEC("tp_btf/kfree_skb")
 int BPF_PROG(wtrace_drop, struct sk_buff *skb, void *location, enum skb_drop_reason reason)

@@ -57,11 +57,23 @@
 #define LINK_F_BEFORE (1U << 3)
 
 static struct trace_bpf *skel;
-static int home_ns = -1;
 static pthread_mutex_t out_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct tr_config conf;
-static int links[4096];
+static int links[8192];
 static int nlinks;
+static pthread_mutex_t links_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void keep_link(int fd)
+{
+	if (fd < 0)
+		return;
+	pthread_mutex_lock(&links_lock);
+	if (nlinks < (int)(sizeof links / sizeof links[0]))
+		links[nlinks++] = fd;
+	else
+		close(fd);
+	pthread_mutex_unlock(&links_lock);
+}
 
 /* ---------------------------------------------------------------- output */
 static void emit(const char *fmt, ...)
@@ -253,12 +265,6 @@ static int enter_ns(const char *path)
 	return r < 0 ? -e : 0;
 }
 
-static void leave_ns(void)
-{
-	if (setns(home_ns, CLONE_NEWNET) < 0)
-		fail("setns back", errno);
-}
-
 static int tcx_attach(int prog_fd, unsigned ifindex, int type)
 {
 	union bpf_attr attr;
@@ -285,7 +291,9 @@ static int wanted(const char *name, const char *list)
 	return 0;
 }
 
-static void cmd_watch(const char *path, const char *list)
+/* Runs in a thread of its own, inside the namespace: attaching waits for an RCU grace period per
+ * link, and grace periods of concurrent threads overlap, so namespaces are attached in parallel. */
+static void watch_ns(const char *path, const char *list)
 {
 	char jpath[1024];
 	json_str(jpath, sizeof jpath, path);
@@ -311,16 +319,13 @@ static void cmd_watch(const char *path, const char *list)
 		int l2 = ioctl(s, SIOCGIFHWADDR, &ifr) == 0 && ifr.ifr_hwaddr.sa_family == ARPHRD_ETHER;
 		if (ifr.ifr_hwaddr.sa_family == ARPHRD_LOOPBACK && (!list || !*list))
 			continue;
-		int pin = bpf_program__fd(l2 ? skel->progs.wtrace_in_eth : skel->progs.wtrace_in_l3);
-		int pout = bpf_program__fd(l2 ? skel->progs.wtrace_out_eth : skel->progs.wtrace_out_l3);
-		int a = nlinks < 4094 ? tcx_attach(pin, i->if_index, ATTACH_TCX_INGRESS) : -1;
+		int prog = bpf_program__fd(skel->progs.wtrace_tc);
+		int a = tcx_attach(prog, i->if_index, ATTACH_TCX_INGRESS);
 		int ae = a < 0 ? errno : 0;
-		int b = a >= 0 ? tcx_attach(pout, i->if_index, ATTACH_TCX_EGRESS) : -1;
+		int b = a >= 0 ? tcx_attach(prog, i->if_index, ATTACH_TCX_EGRESS) : -1;
 		int be = b < 0 ? errno : 0;
-		if (a >= 0)
-			links[nlinks++] = a;
-		if (b >= 0)
-			links[nlinks++] = b;
+		keep_link(a);
+		keep_link(b);
 		char jn[64];
 		json_str(jn, sizeof jn, i->if_name);
 		if (a < 0 || b < 0) {
@@ -336,8 +341,56 @@ static void cmd_watch(const char *path, const char *list)
 		if_freenameindex(ifs);
 	if (s >= 0)
 		close(s);
-	leave_ns();
 	emit("{\"ev\":\"watching\",\"path\":\"%s\",\"netns\":\"%llu\",\"devices\":%d}", jpath, (unsigned long long)cookie, count);
+}
+
+struct watch_job {
+	char path[512];
+	char list[1024];
+};
+
+static void *watch_thread(void *arg)
+{
+	struct watch_job *j = arg;
+	watch_ns(j->path, j->list);
+	free(j);
+	return NULL;
+}
+
+static void cmd_watch(const char *path, const char *list)
+{
+	struct watch_job *j = calloc(1, sizeof *j);
+	snprintf(j->path, sizeof j->path, "%s", path);
+	snprintf(j->list, sizeof j->list, "%s", list ? list : "");
+	pthread_t t;
+	if (pthread_create(&t, NULL, watch_thread, j) != 0) {
+		fail("watch thread", errno);
+		free(j);
+		return;
+	}
+	pthread_detach(t);
+}
+
+/* Closing a link also waits for a grace period: close them from several threads at once. */
+static void *close_slice(void *arg)
+{
+	long k = (long)arg;
+	for (int i = (int)k; i < nlinks; i += 16)
+		close(links[i]);
+	return NULL;
+}
+
+static void close_links(void)
+{
+	pthread_t t[16];
+	pthread_mutex_lock(&links_lock);
+	for (long k = 0; k < 16; k++)
+		if (pthread_create(&t[k], NULL, close_slice, (void *)k) != 0)
+			close_slice((void *)k), t[k] = 0;
+	for (int k = 0; k < 16; k++)
+		if (t[k])
+			pthread_join(t[k], NULL);
+	pthread_mutex_unlock(&links_lock);
 }
 
 /* ---------------------------------------------------------------- nftables tracing, one thread per namespace */
@@ -750,7 +803,6 @@ int main(void)
 	if (getppid() != parent)
 		return 1;
 	signal(SIGPIPE, SIG_IGN);
-	home_ns = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
 	libbpf_set_print(libbpf_quiet);
 	skel = trace_bpf__open_and_load();
 	if (!skel) {
@@ -808,7 +860,9 @@ int main(void)
 		}
 	}
 	ring_buffer__consume(rb);
-	emit("{\"ev\":\"bye\",\"links\":%d}", nlinks);
+	int n = nlinks;
+	close_links();
+	emit("{\"ev\":\"bye\",\"links\":%d}", n);
 	/* Exit closes every link and nft socket: the kernel detaches and deletes all of it. */
 	return 0;
 }

@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import { BACKEND_TYPES, type BackendType } from '../config/network-config.js';
 import { WeftError } from '../util/errors.js';
 import { formatTable } from '../util/table.js';
+import { registerLabServices } from './lab-services-command.js';
 
 /** `weft lab up|down|status|exec|backend`: a thin layer over src/lab. */
 export function registerLab(program: Command): void {
@@ -123,6 +124,8 @@ export function registerLab(program: Command): void {
       const { labSwitchBackend } = await import('../lab/lab.js');
       await labSwitchBackend(o.name ?? (await onlyLab()), type as BackendType, say);
     });
+
+  registerLabServices(lab);
 }
 
 /** The lab a command means when --name is not given: the only one up, else a clear error. */

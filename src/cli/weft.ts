@@ -99,6 +99,8 @@ const { registerLab } = await import('./lab-command.js');
 registerLab(program);
 const { registerBench } = await import('./bench-command.js');
 registerBench(program);
+const { registerTrace } = await import('./trace-command.js');
+registerTrace(program);
 
 try {
   await program.parseAsync(process.argv);

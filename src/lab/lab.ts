@@ -12,6 +12,7 @@ import { startEtcd } from './etcd-server.js';
 import { Journal, LAB_ROOT, labDir } from './journal.js';
 import { cmdline, destroyNetns, execIn, ipIn, killAll, listNetns, sysctlIn } from './netns.js';
 import type { LabSpec } from './spec.js';
+import { readServices, serviceStatus, type ServiceStatus } from './services.js';
 import {
   bridgeApiInto,
   buildNeutronUnderlay,
@@ -602,6 +603,7 @@ export interface LabStatus {
   pods: { name: string; node: string; netns: string; ip: string }[];
   external: { netns: string; ip: string };
   gateway: { netns: string };
+  services: ServiceStatus[];
 }
 
 export async function labStatus(name: string): Promise<LabStatus> {
@@ -630,6 +632,7 @@ export async function labStatus(name: string): Promise<LabStatus> {
     pods: s.pods.map((p) => ({ name: p.name, node: p.node, netns: p.netns, ip: p.ip })),
     external: s.external,
     gateway: s.gateway,
+    services: (await readServices(name)).map(serviceStatus),
   };
 }
 
