@@ -172,28 +172,44 @@ static int ksym_cmp(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+/* /proc/kallsyms is large: it is read in the background from the start, so that the first drop
+ * does not hold the event stream up while the table loads. */
+static pthread_t ksyms_thread;
+static int ksyms_started;
+
+static void *load_ksyms(void *arg)
+{
+	(void)arg;
+	FILE *f = fopen("/proc/kallsyms", "r");
+	size_t cap_syms = 0;
+	char line[512];
+	while (f && fgets(line, sizeof line, f)) {
+		char *end;
+		unsigned long long a = strtoull(line, &end, 16);
+		if (!a || end[0] != ' ' || (end[1] != 't' && end[1] != 'T') || end[2] != ' ')
+			continue;
+		char *name = end + 3, *stop = strpbrk(name, " \t\n");
+		if (stop)
+			*stop = 0;
+		if (nksyms == cap_syms) {
+			cap_syms = cap_syms ? cap_syms * 2 : 65536;
+			ksyms = realloc(ksyms, cap_syms * sizeof *ksyms);
+		}
+		ksyms[nksyms].addr = a;
+		ksyms[nksyms++].name = strdup(name);
+	}
+	if (f)
+		fclose(f);
+	if (ksyms)
+		qsort(ksyms, nksyms, sizeof *ksyms, ksym_cmp);
+	return NULL;
+}
+
 static void symbolize(uint64_t addr, char *out, size_t cap)
 {
-	if (!ksyms) {
-		FILE *f = fopen("/proc/kallsyms", "r");
-		size_t cap_syms = 0;
-		char line[512];
-		while (f && fgets(line, sizeof line, f)) {
-			char type, name[256];
-			unsigned long long a;
-			if (sscanf(line, "%llx %c %255s", &a, &type, name) != 3 || (type != 't' && type != 'T') || !a)
-				continue;
-			if (nksyms == cap_syms) {
-				cap_syms = cap_syms ? cap_syms * 2 : 65536;
-				ksyms = realloc(ksyms, cap_syms * sizeof *ksyms);
-			}
-			ksyms[nksyms].addr = a;
-			ksyms[nksyms++].name = strdup(name);
-		}
-		if (f)
-			fclose(f);
-		if (ksyms)
-			qsort(ksyms, nksyms, sizeof *ksyms, ksym_cmp);
+	if (ksyms_started == 1) {
+		pthread_join(ksyms_thread, NULL);
+		ksyms_started = 2;
 	}
 	size_t lo = 0, hi = nksyms;
 	while (hi - lo > 1) {
@@ -813,6 +829,7 @@ int main(void)
 	if (!drop)
 		fail("cannot attach to the kfree_skb tracepoint (drop reasons will be missing)", errno);
 	load_drop_reasons();
+	ksyms_started = pthread_create(&ksyms_thread, NULL, load_ksyms, NULL) == 0 ? 1 : 2;
 	struct ring_buffer *rb = ring_buffer__new(bpf_map__fd(skel->maps.events), on_event, NULL, NULL);
 	if (!rb) {
 		fail("ring buffer", errno);

@@ -79,7 +79,13 @@ export function header(l: RawLayer): Header {
 }
 
 /** Why the kernel dropped it, in words (the names are the kernel's enum skb_drop_reason). */
-export function explainDrop(reason: string): string {
+export function explainDrop(reason: string, location = ''): string {
+  if (reason === 'NOT_SPECIFIED') {
+    const fn = location.split('+')[0] ?? '';
+    if (/^br_(handle_frame_finish|forward|flood)/.test(fn))
+      return `the bridge did not forward it (${fn}); a frame going back out the port it came in on needs hairpin mode on that port`;
+    return fn ? `the kernel gave no reason; freed in ${fn}` : 'the kernel gave no reason';
+  }
   const words: Record<string, string> = {
     NETFILTER_DROP: 'a netfilter rule dropped it',
     NO_ROUTE: 'no route to the destination',
@@ -286,7 +292,13 @@ function attachNetfilter(hops: Hop[], nft: NftPassage[]): void {
     for (const h of hops)
       if (h.netns === p.netns && h.direction === first.direction && h.seq >= first.seq && h.seq <= target.seq)
         used.add(h.seq);
-    target.netfilter = [...(target.netfilter ?? []), ...p.verdicts];
+    const have = new Set((target.netfilter ?? []).map((v) => JSON.stringify(v)));
+    for (const v of p.verdicts) {
+      const k = JSON.stringify(v);
+      if (have.has(k)) continue; // the same rule met again (br_netfilter runs the inet hooks twice)
+      have.add(k);
+      (target.netfilter ??= []).push(v);
+    }
   }
 }
 

@@ -44,7 +44,19 @@ export interface ProbePlan {
 
 const NEUTRON_HOSTS = /^nhost\d*$|^nnet$/;
 
-export async function labNamespaces(state: LabState): Promise<WatchedNs[]> {
+/**
+ * The namespaces a probe can cross: every node, the underlay and, of the pods and the external
+ * host, only those the probe involves (each watched device costs the kernel an RCU grace period to
+ * attach and another to detach).
+ */
+export async function labNamespaces(state: LabState, plan?: ProbePlan): Promise<WatchedNs[]> {
+  const involved = new Set<string>();
+  if (plan) {
+    involved.add(plan.from.ip).add(plan.to.ip);
+    for (const p of plan.to.service?.endpoints ?? [])
+      involved.add(state.pods.find((x) => x.name === p)?.ip ?? '');
+  }
+  const wanted = (ip: string) => !plan || involved.has(ip);
   const all = await listNetns();
   const prefix = `wl-${state.name}-`;
   const out: Omit<WatchedNs, 'devices'>[] = [];
@@ -52,11 +64,13 @@ export async function labNamespaces(state: LabState): Promise<WatchedNs[]> {
     if (ns.startsWith(prefix)) {
       const pod = state.pods.find((p) => p.netns === ns);
       const node = state.nodes.find((n) => n.netns === ns);
-      if (pod) out.push({ name: ns, host: pod.node, role: 'pod', nft: false });
-      else if (node) out.push({ name: ns, host: node.name, role: 'node', nft: true });
-      else if (ns === state.external.netns)
-        out.push({ name: ns, host: 'external', role: 'external', nft: false });
-      else if (ns === state.switchNetns) out.push({ name: ns, host: 'switch', role: 'underlay', nft: false });
+      if (pod) {
+        if (wanted(pod.ip)) out.push({ name: ns, host: pod.node, role: 'pod', nft: false });
+      } else if (node) out.push({ name: ns, host: node.name, role: 'node', nft: true });
+      else if (ns === state.external.netns) {
+        if (wanted(state.external.ip)) out.push({ name: ns, host: 'external', role: 'external', nft: false });
+      } else if (ns === state.switchNetns)
+        out.push({ name: ns, host: 'switch', role: 'underlay', nft: false });
       else if (ns === state.gateway.netns)
         out.push({ name: ns, host: 'router', role: 'underlay', nft: false });
       else if (ns === state.etcd.netns)
@@ -67,7 +81,8 @@ export async function labNamespaces(state: LabState): Promise<WatchedNs[]> {
       else if (ns === `qrouter-${state.neutron.routerId}`)
         out.push({ name: ns, host: 'neutron router', role: 'neutron', nft: true });
       else if (ns === 'fabric') out.push({ name: ns, host: 'fabric', role: 'underlay', nft: false });
-      else if (ns === 'extnet') out.push({ name: ns, host: 'external', role: 'external', nft: false });
+      else if (ns === 'extnet' && wanted(state.external.ip))
+        out.push({ name: ns, host: 'external', role: 'external', nft: false });
     }
   }
   return Promise.all(out.map(async (w) => ({ ...w, devices: await devicesIn(w.name) })));

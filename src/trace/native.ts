@@ -19,6 +19,7 @@ export class TraceLoader {
   private exited: Promise<number | null>;
   private stderr = '';
   listeners: ((e: LoaderEvent) => void)[] = [];
+  private readonly born = performance.now();
 
   private constructor() {
     this.child = spawn(LOADER, [], { stdio: ['pipe', 'pipe', 'pipe'] });
@@ -33,6 +34,10 @@ export class TraceLoader {
         return;
       }
       this.events.push(e);
+      if (process.env.WEFT_TRACE_DEBUG)
+        process.stderr.write(
+          `[trace ${Math.round(performance.now() - this.born)} ms] ${line.slice(0, 120)}\n`,
+        );
       for (const l of this.listeners) l(e);
       for (const w of [...this.waiters])
         if (w.pred(e)) {

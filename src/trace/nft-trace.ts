@@ -132,7 +132,12 @@ export function passages(netns: string, lines: string[]): NftPassage[] {
       verdict: l.verdict ?? '',
     };
     p.all.push(v);
-    const decided = l.kind === 'rule' ? v.verdict !== 'continue' : v.verdict === 'drop';
+    // what decided: a final verdict, a NAT or load-balancing step, a dispatch into another chain
+    const decided =
+      l.kind === 'rule'
+        ? /^(accept|drop|queue|goto)/.test(v.verdict) ||
+          /\b(dnat|snat|masquerade|redirect|reject|numgen)\b/.test(v.rule)
+        : v.verdict === 'drop';
     if (decided) p.verdicts.push(v);
   }
   return [...byId.values()];

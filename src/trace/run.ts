@@ -50,7 +50,7 @@ export async function labTrace(
     ...(o.port !== undefined && { port: o.port }),
   });
   const t0 = performance.now();
-  const namespaces = await labNamespaces(state);
+  const namespaces = await labNamespaces(state, plan);
   await sweepStaleTraceTables(namespaces.filter((n) => n.nft));
   const warnings: string[] = [];
   const loader = await TraceLoader.start();
@@ -112,7 +112,11 @@ export async function labTrace(
     nodeIps: new Set(state.nodes.map((n) => n.publicIP)),
   });
   const summary: TraceSummary = {
-    ...summarize(hops, { outcome: probeOutcome, originNetns: plan.from.netns, targetName: plan.to.name }),
+    ...summarize(hops, {
+      outcome: probeOutcome,
+      originNetns: plan.from.netns,
+      targetName: answeredBy(plan, hops),
+    }),
     dataPath: await dataPaths(state, plan, hops),
   };
   return {
@@ -135,6 +139,11 @@ export async function labTrace(
     },
     warnings,
   };
+}
+
+function answeredBy(plan: ProbePlan, hops: TraceResult['hops']): string {
+  const ep = hops.find((h) => h.nat?.kind === 'DNAT')?.nat?.endpoint;
+  return ep ? `${ep}, endpoint of service ${plan.to.name}` : plan.to.name;
 }
 
 async function waitSetup(
