@@ -835,8 +835,18 @@ int main(void)
 		fail("ring buffer", errno);
 		return 1;
 	}
-	emit("{\"ev\":\"ready\",\"clock\":\"CLOCK_MONOTONIC\",\"now\":%llu,\"dropReasons\":%u,\"pid\":%d}",
-	     (unsigned long long)now_ns(), nreasons, getpid());
+	/* the kernel's ids of our programs: anyone can check with bpftool that they are gone afterwards */
+	unsigned ids[2] = {0, 0};
+	struct bpf_program *progs[2] = {skel->progs.wtrace_tc, skel->progs.wtrace_drop};
+	for (int i = 0; i < 2; i++) {
+		struct bpf_prog_info info;
+		uint32_t len = sizeof info;
+		memset(&info, 0, sizeof info);
+		if (bpf_obj_get_info_by_fd(bpf_program__fd(progs[i]), &info, &len) == 0)
+			ids[i] = info.id;
+	}
+	emit("{\"ev\":\"ready\",\"clock\":\"CLOCK_MONOTONIC\",\"now\":%llu,\"dropReasons\":%u,\"pid\":%d,\"progIds\":[%u,%u]}",
+	     (unsigned long long)now_ns(), nreasons, getpid(), ids[0], ids[1]);
 
 	char line[4096];
 	size_t llen = 0;

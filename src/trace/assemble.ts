@@ -115,6 +115,24 @@ export function explainDrop(reason: string, location = ''): string {
   return words[reason] ?? reason.toLowerCase().replace(/_/g, ' ');
 }
 
+/** What a deciding rule means, when its chain is one whose owner we know. */
+export function explainRule(v: { table: string; chain: string; rule: string }): string | undefined {
+  const port = (c: string) => c.replace(/^neutron-linuxbri-[sio]/, '');
+  if (v.chain.startsWith('neutron-linuxbri-s'))
+    return `Neutron port security (anti-spoofing) of port ${port(v.chain)}…: the source is not an address of that port (an allowed-address-pair would admit it)`;
+  if (v.chain.startsWith('neutron-linuxbri-i'))
+    return `Neutron security group, ingress to port ${port(v.chain)}…`;
+  if (v.chain.startsWith('neutron-linuxbri-o'))
+    return `Neutron security group, egress from port ${port(v.chain)}…`;
+  if (v.table.endsWith('weft-svc') && v.chain === 'reject-chain')
+    return 'kube-proxy: the service has no endpoints';
+  if (v.table.endsWith('weft-svc') && v.chain === 'cluster-ips-check')
+    return 'kube-proxy: no such port on this ClusterIP';
+  if (v.table === 'ip weft' && v.chain === 'input')
+    return "weft: VXLAN from an address that is not one of this node's peers";
+  return undefined;
+}
+
 interface Located {
   raw: RawHop;
   ns: WatchedNs;
@@ -358,8 +376,9 @@ export function summarize(
     why = `the probe reached its target and the reply came back: ${how}`;
   } else if (drop) {
     verdict = 'dropped';
-    const rule = drop.netfilter?.find((v) => v.verdict === 'drop');
-    why = `${drop.direction} dropped in ${drop.netns} (${drop.host})${drop.device !== '-' ? ` at ${drop.device}` : ''}: ${drop.drop!.reason} — ${drop.drop!.explanation}${rule ? `; rule "${rule.rule}" in ${rule.table} ${rule.chain}` : ''}`;
+    const rule = drop.netfilter?.find((v) => v.verdict === 'drop' || /\breject\b/.test(v.rule));
+    const meaning = rule && explainRule(rule);
+    why = `${drop.direction} dropped in ${drop.netns} (${drop.host})${drop.device !== '-' ? ` at ${drop.device}` : ''}: ${drop.drop!.reason} — ${drop.drop!.explanation}${rule ? `; rule "${rule.rule}" in ${rule.table} ${rule.chain}` : ''}${meaning ? `: ${meaning}` : ''}`;
   } else {
     verdict = 'lost';
     const last = hops[hops.length - 1];

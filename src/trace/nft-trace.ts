@@ -128,7 +128,7 @@ export function passages(netns: string, lines: string[]): NftPassage[] {
     const v: NetfilterVerdict = {
       table: `${l.family} ${l.table}`,
       chain: l.chain,
-      rule: l.kind === 'rule' ? l.text.replace(/ counter packets \d+ bytes \d+/, '') : `(${l.kind})`,
+      rule: l.kind === 'rule' ? l.text.replace(/ ?counter packets \d+ bytes \d+/, '').trim() : `(${l.kind})`,
       verdict: l.verdict ?? '',
     };
     p.all.push(v);

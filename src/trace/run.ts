@@ -137,7 +137,20 @@ export async function labTrace(
       probeMs: Math.round(probeMs),
       teardownMs: Math.round(teardownMs),
     },
+    kernel: kernelFootprint(loader, namespaces.length),
     warnings,
+  };
+}
+
+function kernelFootprint(loader: TraceLoader, namespaces: number): TraceResult['kernel'] {
+  const ready = loader.events.find((e) => e.ev === 'ready');
+  const bye = loader.events.find((e) => e.ev === 'bye');
+  return {
+    loaderPid: ready && ready.ev === 'ready' ? ready.pid : 0,
+    progIds: ready && ready.ev === 'ready' ? ready.progIds : [],
+    links: bye && bye.ev === 'bye' ? bye.links : 0,
+    traceTable: traceTableName(process.pid),
+    namespaces,
   };
 }
 

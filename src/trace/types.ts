@@ -49,7 +49,7 @@ export interface RawHop {
 
 export type LoaderEvent =
   | RawHop
-  | { ev: 'ready'; clock: string; now: number; dropReasons: number; pid: number }
+  | { ev: 'ready'; clock: string; now: number; dropReasons: number; pid: number; progIds: number[] }
   | { ev: 'attached'; path: string; netns: string; ifindex: number; ifname: string; mtu: number; l2: boolean }
   | { ev: 'watching'; path: string; netns: string; devices: number }
   | { ev: 'nft-ready'; path: string }
@@ -164,5 +164,7 @@ export interface TraceResult {
   hops: Hop[];
   summary: TraceSummary;
   timings: { setupMs: number; probeMs: number; teardownMs: number };
+  /** What the trace put into the kernel, all gone when it returns: BPF program ids, links, trace table. */
+  kernel: { loaderPid: number; progIds: number[]; links: number; traceTable: string; namespaces: number };
   warnings: string[];
 }
