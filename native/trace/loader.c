@@ -410,11 +410,28 @@ static void close_links(void)
 }
 
 /* ---------------------------------------------------------------- nftables tracing, one thread per namespace */
+/* The monitor subscribes some time after it is started, and nothing says when: until a canary (a UDP
+ * datagram to 127.0.0.1:9 carrying CANARY_MARK, which the trace table traces) shows up in its output,
+ * the namespace is not reported ready. */
+#define CANARY_MARK 0x2ae7
+
 struct nft_job {
 	char path[512];
 	char *rules;
 	int fd; /* write end of the pipe the monitor prints to */
+	struct nft_ctx *ctx;
+	volatile int ready;
 };
+
+static void *monitor_thread(void *arg)
+{
+	struct nft_job *j = arg;
+	/* setns is per thread: this one enters the namespace too (the netlink socket already lives there) */
+	enter_ns(j->path);
+	/* Blocks until the process ends; the trace table lives exactly as long as ctx's socket. */
+	nft_run_cmd_from_buffer(j->ctx, "monitor trace");
+	return NULL;
+}
 
 static void *nft_thread(void *arg)
 {
@@ -428,11 +445,11 @@ static void *nft_thread(void *arg)
 		fprintf(out, "!error cannot enter the namespace: %s\n", strerror(-r));
 		return NULL;
 	}
-	struct nft_ctx *ctx = nft_ctx_new(NFT_CTX_DEFAULT);
-	nft_ctx_set_output(ctx, out);
-	nft_ctx_buffer_error(ctx);
-	if (nft_run_cmd_from_buffer(ctx, j->rules) != 0) {
-		const char *e = nft_ctx_get_error_buffer(ctx);
+	j->ctx = nft_ctx_new(NFT_CTX_DEFAULT);
+	nft_ctx_set_output(j->ctx, out);
+	nft_ctx_buffer_error(j->ctx);
+	if (nft_run_cmd_from_buffer(j->ctx, j->rules) != 0) {
+		const char *e = nft_ctx_get_error_buffer(j->ctx);
 		char one[512];
 		snprintf(one, sizeof one, "%s", e ? e : "failed");
 		for (char *p = one; *p; p++)
@@ -441,10 +458,23 @@ static void *nft_thread(void *arg)
 		fprintf(out, "!error %s\n", one);
 		return NULL;
 	}
-	fprintf(out, "!ready\n");
-	/* Blocks until the process ends; the table above lives exactly as long as ctx's socket. */
-	nft_run_cmd_from_buffer(ctx, "monitor trace");
-	fprintf(out, "!error the trace monitor stopped\n");
+	pthread_t t;
+	if (pthread_create(&t, NULL, monitor_thread, j) != 0) {
+		fprintf(out, "!error cannot start the trace monitor\n");
+		return NULL;
+	}
+	pthread_detach(t);
+	int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	int mark = CANARY_MARK;
+	setsockopt(s, SOL_SOCKET, SO_MARK, &mark, sizeof mark);
+	struct sockaddr_in lo = {.sin_family = AF_INET, .sin_port = htons(9), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	for (int i = 0; i < 300 && !j->ready; i++) {
+		sendto(s, "canary", 6, 0, (struct sockaddr *)&lo, sizeof lo);
+		usleep(10000);
+	}
+	close(s);
+	if (!j->ready)
+		fprintf(out, "!late the trace monitor did not confirm within 3 s\n");
 	return NULL;
 }
 
@@ -454,6 +484,10 @@ static struct {
 	char path[512];
 	char buf[8192];
 	size_t len;
+	struct nft_job *job;
+	int ready_sent;
+	char canary[16][9]; /* trace ids of canary packets, not reported */
+	int ncanary;
 } pipes[MAX_PIPES];
 static int npipes;
 
@@ -462,9 +496,9 @@ static int add_pipe(const char *path)
 	int p[2];
 	if (npipes >= MAX_PIPES || pipe2(p, O_CLOEXEC) < 0)
 		return -1;
+	memset(&pipes[npipes], 0, sizeof pipes[npipes]);
 	pipes[npipes].fd = p[0];
 	snprintf(pipes[npipes].path, sizeof pipes[npipes].path, "%s", path);
-	pipes[npipes].len = 0;
 	npipes++;
 	return p[1];
 }
@@ -489,6 +523,8 @@ static void cmd_nft(const char *path, const char *file)
 	j->rules[len] = 0;
 	fclose(f);
 	j->fd = add_pipe(path);
+	if (j->fd >= 0)
+		pipes[npipes - 1].job = j;
 	pthread_t t;
 	if (j->fd < 0 || pthread_create(&t, NULL, nft_thread, j) != 0) {
 		fail("nft monitor thread", errno);
@@ -497,18 +533,44 @@ static void cmd_nft(const char *path, const char *file)
 	pthread_detach(t);
 }
 
+/* A canary's trace line: its packet goes to 127.0.0.1 port 9, or its rule matches the mark. */
+static int canary_line(int k, const char *line)
+{
+	char id[9] = "";
+	if (strncmp(line, "trace id ", 9) || sscanf(line + 9, "%8s", id) != 1)
+		return 0;
+	for (int i = 0; i < pipes[k].ncanary; i++)
+		if (!strcmp(pipes[k].canary[i], id))
+			return 1;
+	if (!strstr(line, "0x00002ae7") && !(strstr(line, "ip daddr 127.0.0.1 ") && strstr(line, "udp dport 9 ")))
+		return 0;
+	if (pipes[k].ncanary < 16)
+		snprintf(pipes[k].canary[pipes[k].ncanary++], 9, "%s", id);
+	return 1;
+}
+
 static void pipe_line(int k, const char *line)
 {
 	char jl[4096], jp[1024];
 	json_str(jp, sizeof jp, pipes[k].path);
 	if (line[0] == '!') {
-		if (!strncmp(line, "!ready", 6))
-			emit("{\"ev\":\"nft-ready\",\"path\":\"%s\"}", jp);
-		else if (!strncmp(line, "!sent ", 6) || !strncmp(line, "!outcome ", 9))
+		if (!strncmp(line, "!sent ", 6) || !strncmp(line, "!outcome ", 9))
 			emit("%s", strchr(line, ' ') + 1);
 		else {
-			json_str(jl, sizeof jl, line + 7);
+			json_str(jl, sizeof jl, strchr(line, ' ') ? strchr(line, ' ') + 1 : line);
 			emit("{\"ev\":\"error\",\"path\":\"%s\",\"message\":\"%s\"}", jp, jl);
+			if (!strncmp(line, "!late", 5) && !pipes[k].ready_sent) {
+				pipes[k].ready_sent = 1;
+				emit("{\"ev\":\"nft-ready\",\"path\":\"%s\",\"confirmed\":false}", jp);
+			}
+		}
+		return;
+	}
+	if (pipes[k].job && canary_line(k, line)) {
+		pipes[k].job->ready = 1;
+		if (!pipes[k].ready_sent) {
+			pipes[k].ready_sent = 1;
+			emit("{\"ev\":\"nft-ready\",\"path\":\"%s\",\"confirmed\":true}", jp);
 		}
 		return;
 	}

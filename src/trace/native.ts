@@ -35,9 +35,7 @@ export class TraceLoader {
       }
       this.events.push(e);
       if (process.env.WEFT_TRACE_DEBUG)
-        process.stderr.write(
-          `[trace ${Math.round(performance.now() - this.born)} ms] ${line.slice(0, 120)}\n`,
-        );
+        process.stderr.write(`[trace ${Math.round(performance.now() - this.born)} ms] ${line}\n`);
       for (const l of this.listeners) l(e);
       for (const w of [...this.waiters])
         if (w.pred(e)) {

@@ -9,6 +9,7 @@ import type { NetfilterVerdict, Proto } from './types.js';
  * hypervisor's bridge sees when weft encapsulates).
  */
 export const TRACE_TABLE_PREFIX = 'weft-trace-';
+const CANARY_MARK = '0x00002ae7';
 const VXLAN_PORTS = '{ 8472, 4789 }';
 /** Outer UDP + VXLAN + Ethernet + IPv4 between an encapsulating UDP header and the probe's transport header. */
 const VXLAN_INNER_TH = 8 + 8 + 14 + 20;
@@ -39,6 +40,8 @@ export function traceTable(name: string, proto: Proto, nonce: Buffer, sport: num
     '  }',
     '  chain out {',
     '    type filter hook output priority -500; policy accept;',
+    // the loader's canary (to 127.0.0.1:9): seen in the monitor's output, it proves the monitor listens
+    `    meta mark ${CANARY_MARK} udp dport 9 meta nftrace set 1`,
     rules('    '),
     '  }',
     '}',

@@ -79,8 +79,6 @@ export async function labTrace(
         const n = namespaces.find((x) => `/run/netns/${x.name}` === e.path);
         if (n) n.cookie = e.netns;
       }
-    // the monitors subscribe right after they report ready: give them a moment before the probe
-    await new Promise((r) => setTimeout(r, 30));
     setupMs = performance.now() - t0;
     const tp = performance.now();
     loader.send('arm');
