@@ -117,6 +117,10 @@ export async function labTrace(
     }),
     dataPath: await dataPaths(state, plan, hops),
   };
+  // a probe that did not make it, toward a peer its agent could not give a path: that is why
+  const refused = summary.dataPath.find((d) => d.path === 'unreachable');
+  if (summary.verdict !== 'delivered' && refused)
+    summary.why += `; the agent on ${refused.node} has no path toward ${refused.toward}: ${refused.reason ?? 'unreachable'}`;
   return {
     lab: state.name,
     from: plan.from,
