@@ -15,13 +15,22 @@ export function registerTrace(program: Command): void {
     .option('--port <port>', 'destination port (tcp/udp; a service gives its own)')
     .option('--proto <proto>', 'icmp | tcp | udp (default: icmp, or the service protocol)')
     .option('--timeout <ms>', 'how long to wait for the reply', '1500')
+    .option('--no-netfilter', 'do not trace netfilter rules (their tracing adds time to hops in nodes)')
     .option('--json', 'print the trace as JSON')
     .option('--html <file>', 'also write a self-contained HTML sequence diagram')
     .action(
       async (
         from: string,
         to: string,
-        o: { name?: string; port?: string; proto?: string; timeout: string; json?: boolean; html?: string },
+        o: {
+          name?: string;
+          port?: string;
+          proto?: string;
+          timeout: string;
+          netfilter: boolean;
+          json?: boolean;
+          html?: string;
+        },
       ) => {
         if (o.proto !== undefined && !['icmp', 'tcp', 'udp'].includes(o.proto))
           throw new WeftError(`--proto: use icmp, tcp or udp, not "${o.proto}"`);
@@ -30,6 +39,7 @@ export function registerTrace(program: Command): void {
           ...(o.proto && { proto: o.proto as 'icmp' | 'tcp' | 'udp' }),
           ...(o.port !== undefined && { port: Number(o.port) }),
           timeoutMs: Number(o.timeout),
+          netfilter: o.netfilter,
         });
         if (o.html) {
           const { writeFile } = await import('node:fs/promises');

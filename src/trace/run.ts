@@ -33,6 +33,11 @@ export interface TraceOptions {
   port?: number;
   /** How long the probe waits for an answer (a lost probe ends with what was seen). */
   timeoutMs?: number;
+  /**
+   * Trace netfilter rules (default). Each traced rule costs the packet a netlink message, which
+   * shows in the per-hop times of nodes with many rules: turn it off for the purest timings.
+   */
+  netfilter?: boolean;
 }
 
 export const CLOCK_NOTE =
@@ -71,7 +76,7 @@ export async function labTrace(
     const script = join(tmp, 'trace.nft');
     await writeFile(script, traceTable(table, plan.proto, nonce, sport));
     for (const n of namespaces) loader.send(`watch /run/netns/${n.name}`);
-    const nftNs = namespaces.filter((n) => n.nft);
+    const nftNs = o.netfilter === false ? [] : namespaces.filter((n) => n.nft);
     for (const n of nftNs) loader.send(`nft /run/netns/${n.name} ${script}`);
     await waitSetup(loader, namespaces, nftNs, warnings);
     for (const e of loader.events)
@@ -132,6 +137,7 @@ export async function labTrace(
     },
     proto: plan.proto,
     clock: CLOCK_NOTE,
+    netfilterTraced: o.netfilter !== false,
     hops,
     summary,
     timings: {

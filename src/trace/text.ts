@@ -78,6 +78,11 @@ export function traceText(t: TraceResult): string {
       (d) => `data path: ${d.node} → ${d.toward}: ${d.path}${d.reason ? ` (${d.reason})` : ''}`,
     ),
     `trace:     set-up ${t.timings.setupMs} ms, probe ${t.timings.probeMs} ms, tear-down ${t.timings.teardownMs} ms; nothing stays attached`,
+    ...(t.netfilterTraced
+      ? [
+          'note:      netfilter rules were traced, which adds time to hops in nodes with rules (--no-netfilter for pure timings)',
+        ]
+      : []),
     ...t.warnings.map((w) => `warning:   ${w}`),
   ];
   return out.join('\n') + '\n';

@@ -161,6 +161,8 @@ export interface TraceResult {
   to: { name: string; ip: string; port?: number; service?: string };
   proto: Proto;
   clock: string;
+  /** Whether netfilter rules were traced (their tracing adds time to the hops of nodes with rules). */
+  netfilterTraced: boolean;
   hops: Hop[];
   summary: TraceSummary;
   timings: { setupMs: number; probeMs: number; teardownMs: number };
