@@ -69,12 +69,16 @@ export function header(l: RawLayer): Header {
     h.tcpFlags = TCP_FLAG_NAMES.filter(([b]) => l.tcpFlags & b)
       .map(([, n]) => n)
       .join('|');
-  if (l.proto === 1)
-    h.icmp = {
-      type: ICMP_TYPES[l.icmpType] ?? `type ${l.icmpType}/${l.icmpCode}`,
-      id: l.sport,
-      seq: l.dport,
-    };
+  if (l.proto === 1) {
+    const unreachable = ['net', 'host', 'protocol', 'port', 'fragmentation-needed'];
+    const type =
+      l.icmpType === 3
+        ? l.icmpCode === 13
+          ? 'admin-prohibited'
+          : `${unreachable[l.icmpCode] ?? `code-${l.icmpCode}`}-unreachable`
+        : (ICMP_TYPES[l.icmpType] ?? `type ${l.icmpType}/${l.icmpCode}`);
+    h.icmp = { type, id: l.sport, seq: l.dport };
+  }
   return h;
 }
 

@@ -7,7 +7,9 @@ export const us = (ns: number): string => (ns / 1000).toFixed(1);
 
 export function headerText(h: Header): string {
   const ports = h.icmp
-    ? `${h.icmp.type} id ${h.icmp.id} seq ${h.icmp.seq}`
+    ? /^echo/.test(h.icmp.type)
+      ? `${h.icmp.type} id ${h.icmp.id} seq ${h.icmp.seq}`
+      : h.icmp.type
     : `${h.sport ?? ''} > ${h.dport ?? ''}${h.tcpFlags ? ` [${h.tcpFlags}]` : ''}`;
   return `${h.src} > ${h.dst} ${h.proto} ${ports} len ${h.len} ttl ${h.ttl}`;
 }
