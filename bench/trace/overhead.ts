@@ -14,6 +14,8 @@ import { readServices } from '../../src/lab/services.js';
 import { median } from '../../src/bench/stats.js';
 import type { BackendType } from '../../src/config/network-config.js';
 import { labTrace } from '../../src/trace/run.js';
+import { labNamespaces } from '../../src/trace/lab-target.js';
+import { TraceLoader } from '../../src/trace/native.js';
 import type { TraceResult } from '../../src/trace/types.js';
 import { run } from '../../src/util/exec.js';
 
@@ -64,8 +66,13 @@ function line(label: string, runs: TraceResult[]): string {
 }
 
 const state = await readState(LAB);
+/** How long one trace takes end to end (from the runs above), to size the flow that must hold 20. */
+const perTraceMs = () =>
+  all.length
+    ? median(all.map((r) => r.timings.setupMs + r.timings.probeMs + r.timings.teardownMs + 400))
+    : 3000;
 const all: TraceResult[] = [];
-for (const backend of BACKENDS.length ? BACKENDS : [state.backend]) {
+for (const backend of REPS > 0 ? (BACKENDS.length ? BACKENDS : [state.backend]) : []) {
   if ((await readState(LAB)).backend !== backend) await labSwitchBackend(LAB, backend);
   console.log(`\n# backend ${backend} (${state.underlay} underlay), median of ${REPS}; µs per segment`);
   for (const [label, from, to] of await cases()) {
@@ -109,9 +116,29 @@ console.log(
   `\n# unrelated iperf3 flow ${fromPod.name} → ${toPod.name} (${s.backend}), ${SECONDS} s each; traces ${tA!.name} → ${tB!.name}`,
 );
 const alone = await iperf(SECONDS);
-const during = await iperf(SECONDS, async () => {
+// the BPF programs alone: attached to every device of the lab and armed for a probe that never
+// comes (nothing is sent to it), for the whole flow: the per-packet cost without any trace's set-up
+const loader = await TraceLoader.start();
+const watched = await labNamespaces(s);
+loader.send(
+  `probe proto=1 daddr=10.244.255.254 sport=1 dport=0 sig=${'57465451'.padEnd(32, '0')} reply=57465441`,
+);
+for (const n of watched) loader.send(`watch /run/netns/${n.name}`);
+while (loader.events.filter((e) => e.ev === 'watching').length < watched.length)
+  await loader.waitFor(() => true, 500);
+loader.send('arm');
+const attached = await iperf(SECONDS);
+loader.send('stats');
+const st = await loader.waitFor((e) => e.ev === 'stats', 2000);
+await loader.close();
+console.log(
+  `iperf3 with the tracer attached to all ${st && st.ev === 'stats' ? st.links : '?'} hooks and armed (no trace running): ${attached.gbps.toFixed(2)} Gbit/s, ratio ${(attached.gbps / alone.gbps).toFixed(3)}`,
+);
+// long enough for --traces traces back to back (sized from the traces above)
+const flowSeconds = Math.max(SECONDS, Math.min(180, Math.ceil((TRACES * perTraceMs()) / 1000) + 6));
+const during = await iperf(flowSeconds, async () => {
   await new Promise((r) => setTimeout(r, 1000));
-  const deadline = performance.now() + (SECONDS - 2) * 1000;
+  const deadline = performance.now() + (flowSeconds - 3) * 1000;
   let n = 0;
   const times: TraceResult[] = [];
   while (n < TRACES && performance.now() < deadline) {
