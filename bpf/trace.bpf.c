@@ -266,6 +266,15 @@ int wtrace_tc(struct __sk_buff *skb)
 	struct tr_config *c = bpf_map_lookup_elem(&cfg, &k);
 	if (!c || !c->active || skb->protocol != bpf_htons(ETH_P_IP))
 		return TCX_NEXT;
+	/* The early exit for unrelated traffic reads the headers in place (no helper call): an IPv4
+	 * packet of another protocol, TCP without SYN/RST, or UDP to no tunnel port is let go here. */
+	const __u8 *d = (const __u8 *)(long)skb->data, *end = (const __u8 *)(long)skb->data_end;
+	if (d + 14 + 34 <= end) {
+		__u32 o = (d[12] == 0x08 && d[13] == 0x00) ? 14 : 0;
+		const __u8 *h = d + o;
+		if ((h[0] >> 4) == 4 && (h[0] & 0xf) == 5 && !worth_parsing(h, c))
+			return TCX_NEXT;
+	}
 	struct sk_buff *kskb = bpf_cast_to_kern_ctx(skb);
 	__u32 l3off = BPF_CORE_READ(kskb, dev, type) == ARPHRD_ETHER_ ? 14 : 0;
 	struct scratch *s = bpf_map_lookup_elem(&scratch_map, &k);
