@@ -1,13 +1,14 @@
 /**
  * weft trace benchmark (not a test), on a running lab with at least 2 nodes and 2 pods per node:
  *
- *   node dist/bench/trace/overhead.js --name LAB [--backends vxlan,host-gw] [--reps 3] [--traces 20] [--seconds 30]
+ *   node dist/bench/trace/overhead.js --name LAB [--backends vxlan,host-gw] [--reps 3] [--traces 20] [--round 10]
  *
  * 1. For each backend (the lab is switched to it): traces same-node pod to pod, cross-node pod to pod
  *    both ways, and every service of the lab, --reps times each, with netfilter tracing and without:
  *    median round trip and time per segment, and the trace's own set-up and tear-down time.
- * 2. On the last backend: an unrelated iperf3 flow between two other pods on the same two nodes, for
- *    --seconds alone and again while --traces traces run back to back: the throughput ratio.
+ * 2. On the last backend: an unrelated iperf3 flow between two other pods on the same two nodes, in
+ *    --round-second rounds that alternate: alone, with the tracer attached and armed, and while traces
+ *    run back to back, until --traces traces are done: the median throughput ratios.
  */
 import { labSwitchBackend, readState } from '../../src/lab/lab.js';
 import { readServices } from '../../src/lab/services.js';
@@ -27,10 +28,9 @@ const LAB = arg('name', '');
 const BACKENDS = arg('backends', '').split(',').filter(Boolean) as BackendType[];
 const REPS = Number(arg('reps', '3'));
 const TRACES = Number(arg('traces', '20'));
-const SECONDS = Number(arg('seconds', '30'));
 if (!LAB) {
   console.error(
-    'usage: node dist/bench/trace/overhead.js --name LAB [--backends vxlan,host-gw] [--reps 3] [--traces 20] [--seconds 30]',
+    'usage: node dist/bench/trace/overhead.js --name LAB [--backends vxlan,host-gw] [--reps 3] [--traces 20] [--round 10]',
   );
   process.exit(2);
 }
@@ -66,11 +66,6 @@ function line(label: string, runs: TraceResult[]): string {
 }
 
 const state = await readState(LAB);
-/** How long one trace takes end to end (from the runs above), to size the flow that must hold 20. */
-const perTraceMs = () =>
-  all.length
-    ? median(all.map((r) => r.timings.setupMs + r.timings.probeMs + r.timings.teardownMs + 400))
-    : 3000;
 const all: TraceResult[] = [];
 for (const backend of REPS > 0 ? (BACKENDS.length ? BACKENDS : [state.backend]) : []) {
   if ((await readState(LAB)).backend !== backend) await labSwitchBackend(LAB, backend);
@@ -112,45 +107,57 @@ async function iperf(
   return { gbps: j.end.sum_received.bits_per_second / 1e9, traces };
 }
 
+// The machine is shared: the three conditions alternate in short rounds, and medians are compared.
+const ROUND = Number(arg('round', '10'));
 console.log(
-  `\n# unrelated iperf3 flow ${fromPod.name} → ${toPod.name} (${s.backend}), ${SECONDS} s each; traces ${tA!.name} → ${tB!.name}`,
+  `\n# unrelated iperf3 flow ${fromPod.name} → ${toPod.name} (${s.backend}) in ${ROUND} s rounds: none | tracer attached and armed | traces back to back (${tA!.name} → ${tB!.name}), until ${TRACES} traces`,
 );
-const alone = await iperf(SECONDS);
-// the BPF programs alone: attached to every device of the lab and armed for a probe that never
-// comes (nothing is sent to it), for the whole flow: the per-packet cost without any trace's set-up
-const loader = await TraceLoader.start();
 const watched = await labNamespaces(s);
-loader.send(
-  `probe proto=1 daddr=10.244.255.254 sport=1 dport=0 sig=${'57465451'.padEnd(32, '0')} reply=57465441`,
-);
-for (const n of watched) loader.send(`watch /run/netns/${n.name}`);
-while (loader.events.filter((e) => e.ev === 'watching').length < watched.length)
-  await loader.waitFor(() => true, 500);
-loader.send('arm');
-const attached = await iperf(SECONDS);
-loader.send('stats');
-const st = await loader.waitFor((e) => e.ev === 'stats', 2000);
-await loader.close();
+async function armedFlow(): Promise<number> {
+  // the BPF programs alone: on every device of the lab, armed for a probe that never comes (nothing
+  // is sent to it): the per-packet cost without any trace's set-up work
+  const loader = await TraceLoader.start();
+  loader.send(
+    `probe proto=1 daddr=10.244.255.254 sport=1 dport=0 sig=${'57465451'.padEnd(32, '0')} reply=57465441`,
+  );
+  for (const n of watched) loader.send(`watch /run/netns/${n.name}`);
+  while (loader.events.filter((e) => e.ev === 'watching').length < watched.length)
+    await loader.waitFor(() => true, 500);
+  loader.send('arm');
+  const r = await iperf(ROUND);
+  await loader.close();
+  return r.gbps;
+}
+const none: number[] = [];
+const armed: number[] = [];
+const during: number[] = [];
+const traced: TraceResult[] = [];
+while (traced.length < TRACES) {
+  none.push((await iperf(ROUND)).gbps);
+  armed.push(await armedFlow());
+  during.push(
+    (
+      await iperf(ROUND, async () => {
+        const deadline = performance.now() + (ROUND - 1) * 1000;
+        let n = 0;
+        while (traced.length < TRACES && performance.now() < deadline) {
+          traced.push(await labTrace(LAB, tA!.name, tB!.name));
+          n++;
+        }
+        return n;
+      })
+    ).gbps,
+  );
+  console.log(
+    `round ${none.length}: none ${none.at(-1)!.toFixed(2)}, armed ${armed.at(-1)!.toFixed(2)}, during traces ${during.at(-1)!.toFixed(2)} Gbit/s (${traced.length} traces so far)`,
+  );
+}
+console.log(line(`${traced.length} traces during the flow`, traced));
+const mNone = median(none);
 console.log(
-  `iperf3 with the tracer attached to all ${st && st.ev === 'stats' ? st.links : '?'} hooks and armed (no trace running): ${attached.gbps.toFixed(2)} Gbit/s, ratio ${(attached.gbps / alone.gbps).toFixed(3)}`,
+  `iperf3 median over ${none.length} rounds: none ${mNone.toFixed(2)} Gbit/s; tracer armed on all hooks ${median(armed).toFixed(2)} (ratio ${(median(armed) / mNone).toFixed(3)}); during ${traced.length} traces ${median(during).toFixed(2)} (ratio ${(median(during) / mNone).toFixed(3)})`,
 );
-// long enough for --traces traces back to back (sized from the traces above)
-const flowSeconds = Math.max(SECONDS, Math.min(180, Math.ceil((TRACES * perTraceMs()) / 1000) + 6));
-const during = await iperf(flowSeconds, async () => {
-  await new Promise((r) => setTimeout(r, 1000));
-  const deadline = performance.now() + (flowSeconds - 3) * 1000;
-  let n = 0;
-  const times: TraceResult[] = [];
-  while (n < TRACES && performance.now() < deadline) {
-    times.push(await labTrace(LAB, tA!.name, tB!.name));
-    n++;
-  }
-  console.log(line(`${n} traces during the flow`, times));
-  return n;
-});
-console.log(
-  `iperf3 alone ${alone.gbps.toFixed(2)} Gbit/s, during ${during.traces} traces ${during.gbps.toFixed(2)} Gbit/s: ratio ${(during.gbps / alone.gbps).toFixed(3)}`,
-);
+all.push(...traced);
 const setups = all.map((r) => r.timings.setupMs);
 const downs = all.map((r) => r.timings.teardownMs);
 console.log(
