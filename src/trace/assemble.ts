@@ -147,30 +147,25 @@ interface Located {
 
 const addr = (ip: string, port?: number) => (port !== undefined ? `${ip}:${port}` : ip);
 
+/** The rewrites between two sightings in one namespace: destination first, then source (a NodePort does both). */
 function natBetween(
   prev: Header,
   cur: Header,
   dir: 'request' | 'reply',
   nameOf: (ip: string) => string | undefined,
-): Nat | undefined {
-  const dstChanged = prev.dst !== cur.dst || prev.dport !== cur.dport;
-  const srcChanged = prev.src !== cur.src || prev.sport !== cur.sport;
-  if (dir === 'request' && dstChanged) {
-    const ep = nameOf(cur.dst);
-    return {
-      kind: 'DNAT',
-      from: addr(prev.dst, prev.dport),
-      to: addr(cur.dst, cur.dport),
-      ...(ep && { endpoint: ep }),
-    };
+): Nat[] {
+  const out: Nat[] = [];
+  const dst = { from: addr(prev.dst, prev.dport), to: addr(cur.dst, cur.dport) };
+  const src = { from: addr(prev.src, prev.sport), to: addr(cur.src, cur.sport) };
+  const ep = nameOf(cur.dst);
+  if (dir === 'request') {
+    if (dst.from !== dst.to) out.push({ kind: 'DNAT', ...dst, ...(ep && { endpoint: ep }) });
+    if (src.from !== src.to) out.push({ kind: 'SNAT', ...src });
+  } else {
+    if (src.from !== src.to) out.push({ kind: 'un-DNAT', ...src });
+    if (dst.from !== dst.to) out.push({ kind: 'un-SNAT', ...dst });
   }
-  if (dir === 'request' && srcChanged)
-    return { kind: 'SNAT', from: addr(prev.src, prev.sport), to: addr(cur.src, cur.sport) };
-  if (dir === 'reply' && srcChanged)
-    return { kind: 'un-DNAT', from: addr(prev.src, prev.sport), to: addr(cur.src, cur.sport) };
-  if (dir === 'reply' && dstChanged)
-    return { kind: 'un-SNAT', from: addr(prev.dst, prev.dport), to: addr(cur.dst, cur.dport) };
-  return undefined;
+  return out;
 }
 
 /** Sightings in time order, one attempt only (a TCP retransmission starts the journey over). */
@@ -225,16 +220,16 @@ export function assembleHops(input: AssembleInput): Hop[] {
     const inner = header(r.layers[r.layers.length - 1]!);
     const prev = lastByDir[r.dir];
     let event: HopEvent;
-    let nat: Nat | undefined;
+    let nats: Nat[] = [];
     if (r.kind === 'drop') event = 'dropped';
     else if (!prev) event = 'sent';
     else {
       const layersBefore = prev.outer.length;
       const layersNow = r.layers.length - 1;
-      if (prev.netns === l.ns.name) nat = natBetween(prev.inner, inner, r.dir, input.nameOf);
+      if (prev.netns === l.ns.name) nats = natBetween(prev.inner, inner, r.dir, input.nameOf);
       if (layersNow > layersBefore) event = 'encapsulated';
       else if (layersNow < layersBefore) event = 'decapsulated';
-      else if (nat) event = 'NAT';
+      else if (nats.length) event = 'NAT';
       else event = r.kind === 'ingress' ? 'received' : 'forwarded';
     }
     // The reply's first hop leaves the target: the target "sent" it.
@@ -251,7 +246,8 @@ export function assembleHops(input: AssembleInput): Hop[] {
       event,
       inner,
       outer: outerHeaders(r.layers, input.nodeIps),
-      ...(nat && { nat }),
+      ...(nats[0] && { nat: nats[0] }),
+      ...(nats[1] && { alsoNat: nats[1] }),
       ...(l.mtu !== undefined && { mtu: l.mtu }),
       tNs: r.ts - t0,
       dtNs: hops.length ? r.ts - t0 - hops[hops.length - 1]!.tNs : 0,
@@ -274,12 +270,10 @@ export function assembleHops(input: AssembleInput): Hop[] {
 function markDelivered(hops: Hop[], originNetns: string): void {
   const firstReply = hops.find((h) => h.direction === 'reply');
   if (firstReply) {
-    const req = hops.filter(
-      (h) => h.direction === 'request' && h.tNs <= firstReply.tNs && h.hook === 'ingress',
-    );
+    // the request's last sighting before the reply starts, if it went into a namespace there
+    const req = hops.filter((h) => h.direction === 'request' && h.tNs <= firstReply.tNs && h.hook !== 'drop');
     const last = req[req.length - 1];
-    if (last && last.event !== 'dropped' && (last.netns === firstReply.netns || last.event === 'received'))
-      last.event = 'delivered';
+    if (last && last.hook === 'ingress' && last.event !== 'decapsulated') last.event = 'delivered';
   }
   const replies = hops.filter(
     (h) => h.direction === 'reply' && h.netns === originNetns && h.hook === 'ingress',

@@ -49,7 +49,7 @@ export function traceHtml(t: TraceResult): string {
         `<line x1="${x1}" y1="${y(i - 1)}" x2="${x2}" y2="${y(i)}" stroke="${color(h)}" class="hop" marker-end="url(#arrow-${h.event === 'dropped' ? 'drop' : h.direction})"/>`,
       );
     }
-    const label = `${h.device} ${h.event}${h.nat ? ` ${h.nat.kind}` : ''}${h.drop ? ` ${h.drop.reason}` : ''}`;
+    const label = `${h.device} ${h.event}${h.nat ? ` ${h.nat.kind}` : ''}${h.alsoNat ? `+${h.alsoNat.kind}` : ''}${h.drop ? ` ${h.drop.reason}` : ''}`;
     svg.push(
       `<g class="pt"><title>${esc(tip(h))}</title>`,
       `<circle cx="${x(h.netns)}" cy="${y(i)}" r="${h.event === 'dropped' ? 7 : 5}" fill="${color(h)}"/>`,

@@ -166,6 +166,11 @@ export async function planProbe(
 ): Promise<ProbePlan> {
   const from = resolveFrom(state, fromName);
   const to = await resolveTo(state, toName);
+  // a node's address on a service's NodePort: the service's endpoints are on the path too
+  if (!to.service && opts.port !== undefined && state.nodes.some((n) => n.publicIP === to.ip)) {
+    const svc = (await readServices(state.name)).find((s) => s.nodePort === opts.port);
+    if (svc) to.service = svc;
+  }
   const proto: Proto =
     opts.proto ?? (to.service ? to.service.proto : opts.port !== undefined ? 'tcp' : 'icmp');
   if (to.service && proto !== to.service.proto)

@@ -164,7 +164,7 @@ function kernelFootprint(loader: TraceLoader, namespaces: number): TraceResult['
 
 function answeredBy(plan: ProbePlan, hops: TraceResult['hops']): string {
   const ep = hops.find((h) => h.nat?.kind === 'DNAT')?.nat?.endpoint;
-  return ep ? `${ep}, endpoint of service ${plan.to.name}` : plan.to.name;
+  return ep && plan.to.service ? `${ep}, endpoint of service ${plan.to.service.name}` : (ep ?? plan.to.name);
 }
 
 async function waitSetup(

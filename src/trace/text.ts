@@ -25,10 +25,8 @@ export function outerText(o: OuterHeader[]): string {
 
 export function notes(h: Hop): string[] {
   const out: string[] = [];
-  if (h.nat)
-    out.push(
-      `${h.nat.kind} ${h.nat.from} → ${h.nat.to}${h.nat.endpoint ? ` (endpoint ${h.nat.endpoint})` : ''}`,
-    );
+  for (const n of [h.nat, h.alsoNat])
+    if (n) out.push(`${n.kind} ${n.from} → ${n.to}${n.endpoint ? ` (endpoint ${n.endpoint})` : ''}`);
   for (const v of h.netfilter ?? []) out.push(`netfilter ${v.table} ${v.chain}: ${v.rule} → ${v.verdict}`);
   if (h.drop) out.push(`DROPPED: ${h.drop.reason} (${h.drop.explanation}) at ${h.drop.location}`);
   return out;

@@ -128,6 +128,8 @@ export interface Hop {
   /** Encapsulation around the probe, outermost first (on Neutron with vxlan: Neutron's, then weft's). */
   outer: OuterHeader[];
   nat?: Nat;
+  /** A second rewrite at the same hop (a NodePort both DNATs and masquerades). */
+  alsoNat?: Nat;
   netfilter?: NetfilterVerdict[];
   drop?: { reason: string; location: string; explanation: string };
   mtu?: number;
