@@ -94,6 +94,23 @@ export class TraceLoader {
     });
   }
 
+  /**
+   * Waits until every namespace in `watch` is attached and every one in `nft` traces (its monitor
+   * confirmed, or it failed); false when that took longer than timeoutMs.
+   */
+  async setUp(watch: string[], nft: string[], timeoutMs = 15_000): Promise<boolean> {
+    const deadline = Date.now() + timeoutMs;
+    const done = () => {
+      const watched = new Set(this.events.flatMap((e) => (e.ev === 'watching' ? [e.path] : [])));
+      const traced = new Set(
+        this.events.flatMap((e) => (e.ev === 'nft-ready' || (e.ev === 'error' && e.path) ? [e.path!] : [])),
+      );
+      return watch.every((p) => watched.has(p)) && nft.every((p) => traced.has(p));
+    };
+    while (!done() && Date.now() < deadline) await this.waitFor(() => true, 200);
+    return done();
+  }
+
   /** Ends the loader (quit, then SIGKILL if it lingers); the kernel drops everything it held. */
   async close(): Promise<void> {
     if (this.child.exitCode !== null || this.child.signalCode !== null) return;

@@ -49,7 +49,8 @@ export async function traceNode(o: NodeTraceOptions): Promise<void> {
       await writeFile(script, traceTable(traceTableName(process.pid), o.proto, sig.subarray(4), sport));
       for (const n of o.nft) loader.send(`nft ${nsPath(n)} ${script}`);
     }
-    await new Promise((r) => setTimeout(r, 200));
+    if (!(await loader.setUp(o.netns.map(nsPath), o.nft.map(nsPath))))
+      out({ ev: 'warning', message: 'set-up did not finish in 15 s: some namespaces are not watched' });
     loader.send('arm');
     if (o.sendFrom) loader.send(`send ${nsPath(o.sendFrom)} ${Math.max(100, o.durationMs - 200)}`);
     await new Promise((r) => setTimeout(r, o.durationMs));

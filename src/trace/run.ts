@@ -78,7 +78,10 @@ export async function labTrace(
     for (const n of namespaces) loader.send(`watch /run/netns/${n.name}`);
     const nftNs = o.netfilter === false ? [] : namespaces.filter((n) => n.nft);
     for (const n of nftNs) loader.send(`nft /run/netns/${n.name} ${script}`);
-    await waitSetup(loader, namespaces, nftNs, warnings);
+    const path = (n: WatchedNs) => `/run/netns/${n.name}`;
+    const ready = await loader.setUp(namespaces.map(path), nftNs.map(path));
+    for (const e of loader.events) if (e.ev === 'error') warnings.push(e.message);
+    if (!ready) warnings.push('set-up did not finish in 15 s: some devices or namespaces are not watched');
     for (const e of loader.events)
       if (e.ev === 'watching') {
         const n = namespaces.find((x) => `/run/netns/${x.name}` === e.path);
@@ -165,28 +168,6 @@ function kernelFootprint(loader: TraceLoader, namespaces: number): TraceResult['
 function answeredBy(plan: ProbePlan, hops: TraceResult['hops']): string {
   const ep = hops.find((h) => h.nat?.kind === 'DNAT')?.nat?.endpoint;
   return ep && plan.to.service ? `${ep}, endpoint of service ${plan.to.service.name}` : (ep ?? plan.to.name);
-}
-
-async function waitSetup(
-  loader: TraceLoader,
-  all: WatchedNs[],
-  nftNs: WatchedNs[],
-  warnings: string[],
-): Promise<void> {
-  const deadline = Date.now() + 15_000;
-  const done = () => {
-    const watched = new Set(loader.events.flatMap((e) => (e.ev === 'watching' ? [e.path] : [])));
-    const nftDone = new Set(
-      loader.events.flatMap((e) => (e.ev === 'nft-ready' || (e.ev === 'error' && e.path) ? [e.path!] : [])),
-    );
-    return (
-      all.every((n) => watched.has(`/run/netns/${n.name}`)) &&
-      nftNs.every((n) => nftDone.has(`/run/netns/${n.name}`))
-    );
-  };
-  while (!done() && Date.now() < deadline) await loader.waitFor(() => true, 200);
-  for (const e of loader.events) if (e.ev === 'error') warnings.push(e.message);
-  if (!done()) warnings.push('set-up did not finish in 15 s: some devices or namespaces are not watched');
 }
 
 /**

@@ -240,6 +240,50 @@ test(
     });
 
     await t.test(
+      'weft trace-node, the node-local half: JSON lines of what this host saw, then nothing left',
+      async () => {
+        const [a, b] = [pod('n1p1'), pod('n2p1')];
+        const watch = [a.netns, node('n1').netns, state.switchNetns, node('n2').netns, b.netns];
+        const r = await run(process.execPath, [
+          WEFT,
+          'trace-node',
+          '--netns',
+          watch.join(','),
+          '--nft',
+          node('n2').netns,
+          '--proto',
+          'icmp',
+          '--dst',
+          b.ip,
+          '--send-from',
+          a.netns,
+          '--duration',
+          '1500',
+        ]);
+        const events = r.stdout
+          .trim()
+          .split('\n')
+          .map(
+            (l) =>
+              JSON.parse(l) as {
+                ev: string;
+                dir?: string;
+                outcome?: string;
+                pid?: number;
+                progIds?: number[];
+              },
+          );
+        assert.equal(events[0]!.ev, 'probe', 'first the probe, for the other hosts to watch for');
+        assert.equal(events.filter((e) => e.ev === 'watching').length, watch.length);
+        assert.ok(events.some((e) => e.ev === 'hop' && e.dir === 'request'));
+        assert.ok(events.some((e) => e.ev === 'hop' && e.dir === 'reply'));
+        assert.equal(events.find((e) => e.ev === 'outcome')?.outcome, 'reply');
+        const ready = events.find((e) => e.ev === 'ready')!;
+        await assertNothingLeft(state, ready.progIds!, ready.pid!);
+      },
+    );
+
+    await t.test(
       'a tracer killed with SIGKILL mid-trace leaves no program, link, trace table or capture',
       async () => {
         const child = spawn(
