@@ -2,8 +2,23 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { labSwitchBackend } from '../../src/lab/lab.js';
 import { labTrace } from '../../src/trace/run.js';
+import { neutronInUse } from '../../src/lab/neutron-underlay.js';
+import { describeError } from '../../src/util/errors.js';
 import { upLab } from '../helpers/lab.js';
 import { assertOrdered, assertTraceClean, hopsIn, journey } from './helpers.js';
+
+/** One Neutron fixture per machine: wait while another test (test/neutron) has it. */
+async function upNeutronLab() {
+  const deadline = Date.now() + 15 * 60_000;
+  for (;;) {
+    while ((await neutronInUse()) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5000));
+    try {
+      return await upLab({ nodes: 3, podsPerNode: 1, underlay: 'neutron', backend: 'vxlan' });
+    } catch (e) {
+      if (!/already running/.test(describeError(e)) || Date.now() > deadline) throw e;
+    }
+  }
+}
 
 /**
  * On real Neutron (3 node VMs over 2 hypervisors; n1 on nhost1 and n3 on nhost2 share a subnet): over
@@ -13,9 +28,9 @@ import { assertOrdered, assertTraceClean, hopsIn, journey } from './helpers.js';
  */
 test(
   'weft trace on a Neutron underlay: both encapsulations with vxlan; port security drops host-gw',
-  { timeout: 900_000 },
+  { timeout: 1_800_000 },
   async (t) => {
-    const { state, down } = await upLab({ nodes: 3, podsPerNode: 1, underlay: 'neutron', backend: 'vxlan' });
+    const { state, down } = await upNeutronLab();
     t.after(down);
     const pod = (n: string) => state.pods.find((p) => p.node === n)!;
     const node = (n: string) => state.nodes.find((x) => x.name === n)!;
