@@ -37,6 +37,7 @@ export async function traceNode(o: NodeTraceOptions): Promise<void> {
   const out = (x: unknown) => process.stdout.write(JSON.stringify(x) + '\n');
   out({ ev: 'probe', proto: o.proto, dst: o.dst, dport: o.dport, sport, sig: sig.toString('hex') });
   const loader = await TraceLoader.start();
+  for (const e of loader.events) out(e); // "ready": its pid and program ids, for checking afterwards
   loader.listeners.push((e) => out(e));
   const tmp = await mkdtemp(join(tmpdir(), 'weft-trace-node-'));
   try {
