@@ -35,3 +35,5 @@ for (const [src, out, without] of addons) {
     console.warn(`post-build: cannot build ${src} (${!a ? 'no node_api.h next to Node' : (a.error?.message ?? `exit ${a.status}`)}); ${without}`);
   }
 }
+// weft trace's BPF programs and loader (self-contained; warns and skips without clang/libbpf).
+await import('./build-trace.mjs');

@@ -4,6 +4,7 @@ import type { Command } from 'commander';
 import { BACKEND_TYPES, type BackendType } from '../config/network-config.js';
 import { WeftError } from '../util/errors.js';
 import { formatTable } from '../util/table.js';
+import { registerLabServices } from './lab-services-command.js';
 
 /** `weft lab up|down|status|exec|backend|node|pod|agent`: a thin layer over src/lab. */
 export function registerLab(program: Command): void {
@@ -133,6 +134,7 @@ export function registerLab(program: Command): void {
       await labSwitchBackend(o.name ?? (await onlyLab()), type as BackendType, say);
     });
   registerLifecycle(lab, say);
+  registerLabServices(lab);
 }
 
 /** `weft lab node add|remove`, `weft lab pod add|del`, `weft lab agent kill|restart`: a running lab's parts. */

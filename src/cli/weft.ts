@@ -143,6 +143,8 @@ const { registerBench } = await import('./bench-command.js');
 registerBench(program);
 const { registerCloudRoutes } = await import('./cloud-routes-command.js');
 registerCloudRoutes(program);
+const { registerTrace } = await import('./trace-command.js');
+registerTrace(program);
 
 try {
   await program.parseAsync(process.argv);
