@@ -1,7 +1,7 @@
-import { spawn } from 'node:child_process';
 import { mkdir, open, rm } from 'node:fs/promises';
 import { createConnection } from 'node:net';
 import { join } from 'node:path';
+import { execIn, spawnIn } from '../kernel/netns.js';
 import { WeftError } from '../util/errors.js';
 
 /**
@@ -58,10 +58,10 @@ export async function startEtcd(o: EtcdServerOptions): Promise<EtcdServer> {
   ];
   const logFile = join(o.dir, 'etcd.log');
   const log = await open(logFile, 'a');
-  const [file, argv] = o.netns
-    ? ['ip', ['netns', 'exec', o.netns, ETCD_BINARY, ...args]]
-    : [ETCD_BINARY, args];
-  const child = spawn(file, argv, { detached: true, stdio: ['ignore', log.fd, log.fd] });
+  const child = spawnIn(o.netns, [ETCD_BINARY, ...args], {
+    detached: true,
+    stdio: ['ignore', log.fd, log.fd],
+  });
   await log.close();
   const pid = child.pid;
   if (pid === undefined)
@@ -82,19 +82,9 @@ export async function startEtcd(o: EtcdServerOptions): Promise<EtcdServer> {
 
 async function etcdHealthy(o: EtcdServerOptions, port: number): Promise<boolean> {
   if (o.netns) {
-    const { run } = await import('../util/exec.js');
-    const r = await run(
-      'ip',
-      [
-        'netns',
-        'exec',
-        o.netns,
-        'etcdctl',
-        `--endpoints=http://${o.host}:${port}`,
-        '--dial-timeout=1s',
-        'endpoint',
-        'health',
-      ],
+    const r = await execIn(
+      o.netns,
+      ['etcdctl', `--endpoints=http://${o.host}:${port}`, '--dial-timeout=1s', 'endpoint', 'health'],
       {
         allowFailure: true,
         env: { ...process.env, ETCDCTL_API: '3' },
