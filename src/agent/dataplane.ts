@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { Logger } from '../util/log.js';
 import type { OpFailure } from '../kernel/batch.js';
 import { getLink, listAddrs, listLinks, query, Q } from '../kernel/iproute.js';
-import { kernelOps, type OpExecutor } from '../kernel/kernel.js';
+import { kernelOps, whyNotNetlink, type OpExecutor } from '../kernel/kernel.js';
 import { watchKernel, type KernelEvent, type Watch } from '../kernel/monitor.js';
 import type { Op } from '../kernel/ops.js';
 import { Cidr, formatIPv4, parseIPv4, type IPv4 } from '../util/ipv4.js';
@@ -105,6 +105,11 @@ export class DataPlane {
     this.kernel = opts.kernel ?? kernelOps();
     this.safetyResyncMs = (opts.safetyResyncSeconds ?? SAFETY_RESYNC_SECONDS) * 1000;
     this.events = opts.events ?? true;
+    const why = whyNotNetlink();
+    if (this.kernel.name === 'iproute2' && why !== undefined)
+      this.log.info(
+        `kernel changes go through iproute2 processes: the netlink addon is unavailable (${why})`,
+      );
   }
 
   /** The MAC of an existing VXLAN device that matches the parameters (so that a restart keeps it), if any. */
