@@ -547,8 +547,11 @@ export function cmdDel(env: CniEnv, conf: NetConf): void {
     const v = st.read(a)?.hostVeth;
     if (v && HOST_VETH_RE.test(v)) veths.add(v);
   }
+  trace('found');
   for (const v of veths) deleteHostVeth(v);
+  trace('veth deleted');
   if (mine.length > 0) st.withLock(() => st.findByHash(hash).forEach((a) => st.remove(a)));
+  trace('released');
 }
 
 // -------------------------------------------------------------------------------------------- CHECK
