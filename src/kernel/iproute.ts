@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { batch as runBatch, executeOps, type BatchFailure } from './batch.js';
+import { batch as runBatch, type BatchFailure } from './batch.js';
 import { KernelError, isNotFound } from './errors.js';
 import { argvIn, runTool, runToolSync, type ToolResult } from './exec.js';
 import type { BatchTool } from './ops.js';
@@ -8,7 +8,7 @@ import type { FdbEntry, Link, LinkWithAddrs, NeighEntry, RouteEntry } from './ty
 /**
  * iproute2 as the kernel interface for reading: `ip -j` / `bridge -j` queries, each with an
  * asynchronous front end (agent, lab, bench) and a synchronous one (CNI plugin), and the same parser
- * behind both. Writes go through batch.ts (Ops or raw batch lines).
+ * behind both. Changes go through kernel.ts (Ops: netlink or iproute2) or batch.ts (raw batch lines).
  */
 
 export type { FdbEntry, Link, LinkWithAddrs, NeighEntry, RouteEntry, AddrInfo } from './types.js';
@@ -96,8 +96,6 @@ export const ipJsonIn = <T>(netns: string, args: string[]): Promise<T[]> => quer
 export async function batch(lines: string[], tool: BatchTool = 'ip'): Promise<BatchFailure[]> {
   return (await runBatch(lines, { tool })).failures;
 }
-
-export { executeOps };
 
 /**
  * Names of the network interfaces in the calling process's namespace, without starting anything:
