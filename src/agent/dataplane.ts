@@ -315,7 +315,7 @@ export class DataPlane {
     }
     if (e.kind === 'lost') {
       this.log.warn({ reason: e.why }, 'kernel events may have been missed: re-reading the kernel');
-      if (/exited|monitor:/.test(e.why) && this.watch) {
+      if (/exited/.test(e.why) && this.watch) {
         this.watch.stop();
         this.watch = undefined; // every pass reads the kernel until the monitors are back
         clearTimeout(this.restartTimer);

@@ -84,6 +84,9 @@ function parseNeigh(deleted: boolean, tokens: string[]): KernelEvent | undefined
   };
 }
 
+/** What the monitors print when the kernel dropped events for them (a burst overflowed their buffer). */
+const LOST = /No buffer space|receive error|overrun|interrupted/i;
+
 /**
  * One line of either monitor as an event; undefined for lines that are of no interest (IPv6, a
  * neighbour "miss"); `lost` for the monitors' error lines.
@@ -91,7 +94,7 @@ function parseNeigh(deleted: boolean, tokens: string[]): KernelEvent | undefined
 export function parseMonitorLine(line: string, source: 'ip' | 'bridge'): KernelEvent | undefined {
   const text = line.trim();
   if (text === '') return undefined;
-  const lost = /error|No buffer space/i.test(text) ? { kind: 'lost' as const, why: text } : undefined;
+  const lost = LOST.test(text) ? { kind: 'lost' as const, why: text } : undefined;
   if (source === 'bridge') {
     const m = /^(Deleted )?([0-9a-f]{2}(?::[0-9a-f]{2}){5}) (.*)$/i.exec(text);
     if (!m) return lost;
@@ -155,8 +158,9 @@ export function watchKernel(onEvent: (e: KernelEvent) => void): Watch {
       const e = parseMonitorLine(l, source);
       if (e && !stopped) onEvent(e);
     });
-    child.stderr!.on('data', (b: Buffer) => {
-      if (!stopped) onEvent({ kind: 'lost', why: `${source} monitor: ${b.toString().trim()}` });
+    // Other complaints (e.g. "Peer netns reference is invalid" while printing a pod's veth) lose nothing.
+    createInterface({ input: child.stderr! }).on('line', (l) => {
+      if (!stopped && LOST.test(l)) onEvent({ kind: 'lost', why: `${source} monitor: ${l.trim()}` });
     });
     // The monitors must not keep a process alive that has nothing else to do.
     child.unref();
