@@ -4,9 +4,10 @@
  *
  * It knows nothing about the messages: TypeScript (src/kernel/netlink.ts) encodes requests and decodes
  * the answers. What only C can do lives here:
- *   socket(nsFd)           a NETLINK_ROUTE socket, created inside the namespace of nsFd (or the caller's
- *                          with -1); the calling thread enters the namespace only for socket(2) and
- *                          returns to its own at once, so no JavaScript ever runs in another namespace
+ *   socket(nsFd, proto)    a netlink socket (NETLINK_ROUTE, or NETLINK_NETFILTER for nftables), created
+ *                          inside the namespace of nsFd (or the caller's with -1); the calling thread
+ *                          enters the namespace only for socket(2) and returns to its own at once, so no
+ *                          JavaScript ever runs in another namespace
  *   transact(fd, buf, n)   sends the request(s) in buf and returns the answers once n final answers
  *                          (an ACK/error or the end of a dump) have arrived
  *   deleteLink(name, ms)   deletes a device of the caller's namespace and returns as soon as the device
@@ -63,9 +64,9 @@ static napi_value int_value(napi_env env, int32_t v) {
   return r;
 }
 
-/* A NETLINK_ROUTE socket in the current namespace, with extended ACKs (the kernel's error text). */
-static int nl_open(void) {
-  int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+/* A netlink socket in the current namespace, with extended ACKs (the kernel's error text). */
+static int nl_open(int proto) {
+  int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, proto);
   if (fd < 0) return -1;
   int one = 1, rcvbuf = 1 << 20;
   setsockopt(fd, SOL_NETLINK, NETLINK_EXT_ACK, &one, sizeof one);
@@ -83,13 +84,17 @@ static int nl_open(void) {
 
 /* socket(nsFd): see the header. A thread that cannot return to its own namespace must not run on. */
 static napi_value js_socket(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
-  int32_t nsfd = -1;
+  size_t argc = 2;
+  napi_value argv[2];
+  int32_t nsfd = -1, proto = NETLINK_ROUTE;
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   if (argc >= 1 && arg_int(env, argv[0], &nsfd) < 0) nsfd = -1;
+  if (argc >= 2 && (arg_int(env, argv[1], &proto) < 0 || (proto != NETLINK_ROUTE && proto != NETLINK_NETFILTER))) {
+    napi_throw_type_error(env, NULL, "socket(nsFd, NETLINK_ROUTE | NETLINK_NETFILTER)");
+    return NULL;
+  }
   if (nsfd < 0) {
-    int fd = nl_open();
+    int fd = nl_open(proto);
     return fd < 0 ? throw_errno(env, "netlink socket", errno) : int_value(env, fd);
   }
   int self = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
@@ -99,7 +104,7 @@ static napi_value js_socket(napi_env env, napi_callback_info info) {
     close(self);
     return throw_errno(env, "setns into the target namespace", e);
   }
-  int fd = nl_open();
+  int fd = nl_open(proto);
   int e = errno;
   if (setns(self, CLONE_NEWNET) < 0) {
     fprintf(stderr, "weft-netlink: cannot return to the thread's own network namespace: %s\n", strerror(errno));
@@ -255,7 +260,7 @@ static napi_value js_delete_link(napi_env env, napi_callback_info info) {
 
   struct del_job *j = calloc(1, sizeof *j);
   if (!j) return throw_errno(env, "deleteLink", ENOMEM);
-  j->fd = nl_open();
+  j->fd = nl_open(NETLINK_ROUTE);
   if (j->fd < 0) {
     int e = errno;
     free(j);

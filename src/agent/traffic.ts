@@ -1,4 +1,4 @@
-import { nftApply, nftDeleteTable, nftList } from '../kernel/nft.js';
+import { nftApply, nftCounter, nftDeleteTable, nftList } from '../kernel/nft.js';
 import type { Cidr } from '../util/ipv4.js';
 import type { Logger } from '../util/log.js';
 
@@ -111,8 +111,7 @@ export class TrafficManager {
 
   /** The drop counter alone (read every few seconds for /metrics: the peer set may be large). */
   private async readCounter(): Promise<{ packets: number; bytes: number }> {
-    const ctr = await nftList<NftJson>(['counter', 'ip', NFT_TABLE, 'foreign_overlay']);
-    const c = ctr?.nftables.find((x) => x.counter)?.counter;
+    const c = await nftCounter('ip', NFT_TABLE, 'foreign_overlay');
     return { packets: c?.packets ?? 0, bytes: c?.bytes ?? 0 };
   }
 

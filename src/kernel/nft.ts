@@ -1,5 +1,6 @@
 import { KernelError } from './errors.js';
 import { runTool, runToolSync } from './exec.js';
+import { nftCounterNetlink } from './netlink.js';
 
 /**
  * nftables through `nft`: scripts applied as one transaction (`nft -f -`: all or nothing), JSON
@@ -37,4 +38,23 @@ export async function nftDeleteTable(
   o: { netns?: string } = {},
 ): Promise<void> {
   await runTool('nft', ['delete', 'table', family, name], { netns: o.netns });
+}
+
+interface CounterJson {
+  nftables: { counter?: { packets: number; bytes: number } }[];
+}
+
+/**
+ * A named counter object of a table: over netlink when available (no process: it is read every few
+ * seconds for /metrics), else `nft -j list counter`. Undefined when it does not exist.
+ */
+export async function nftCounter(
+  family: string,
+  table: string,
+  name: string,
+): Promise<{ packets: number; bytes: number } | undefined> {
+  const fast = nftCounterNetlink(family, table, name);
+  if (fast !== null) return fast;
+  const j = await nftList<CounterJson>(['counter', family, table, name]);
+  return j?.nftables.find((x) => x.counter)?.counter;
 }
