@@ -1,8 +1,29 @@
 import { closeSync, openSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import type { BatchFailure, ExecuteOptions, OpFailure } from './batch.js';
 import { netnsName } from './exec.js';
 import { render, type Op } from './ops.js';
+
+import {
+  attr,
+  be16,
+  describe,
+  frame,
+  load,
+  nest,
+  NLM_F_APPEND,
+  NLM_F_CREATE,
+  NLM_F_EXCL,
+  NLM_F_REPLACE,
+  parseAnswers,
+  str,
+  u32,
+  u8,
+  type Addon,
+  type Answer,
+  type Request,
+} from './netlink-wire.js';
+
+export { netlinkUnavailable } from './netlink-wire.js';
 
 /**
  * Ops carried out over rtnetlink, in this process: no `ip` process per change. The transport is a small
@@ -14,50 +35,7 @@ import { render, type Op } from './ops.js';
  * undefined and the kernel layer uses iproute2 for the same Ops. WEFT_NETLINK=0 forces that.
  */
 
-interface Addon {
-  socket(nsFd: number, protocol?: number): number;
-  close(fd: number): void;
-  transact(fd: number, request: Buffer, finals: number): Buffer;
-  deleteLink(name: string, timeoutMs: number): number;
-  strerror(errno: number): string;
-}
-
-let addon: Addon | undefined | null = null;
-let loadProblem = '';
-
-function load(): Addon | undefined {
-  if (addon !== null) return addon;
-  addon = undefined;
-  if (process.env.WEFT_NETLINK === '0') {
-    loadProblem = 'disabled by WEFT_NETLINK=0';
-    return undefined;
-  }
-  try {
-    addon = createRequire(import.meta.url)('./weft-netlink.node') as Addon;
-  } catch (e) {
-    loadProblem = e instanceof Error ? e.message.split('\n')[0]! : String(e);
-  }
-  return addon;
-}
-
-/** Why netlink is not used (for a log line), or undefined when it is. */
-export function netlinkUnavailable(): string | undefined {
-  return load() ? undefined : loadProblem;
-}
-
-// ------------------------------------------------------------------------------- constants
-
-const NLM_F_REQUEST = 0x1;
-const NLM_F_ACK = 0x4;
-const NLM_F_REPLACE = 0x100;
-const NLM_F_EXCL = 0x200;
-const NLM_F_CREATE = 0x400;
-const NLM_F_APPEND = 0x800;
-const NLM_F_ACK_TLVS = 0x200; // in an error answer: extended-ACK attributes follow
-const NLMSG_ERROR = 2;
-const NLMSG_DONE = 3;
-const NLMSGERR_ATTR_MSG = 1;
-const NLA_F_NESTED = 0x8000;
+// ------------------------------------------------------------------------------- rtnetlink
 
 const RTM_NEWLINK = 16;
 const RTM_DELLINK = 17;
@@ -119,31 +97,6 @@ const NTF_SELF = 0x2;
 
 const ENODEV = 19;
 
-// ------------------------------------------------------------------------------- encoding
-
-const align = (n: number) => (n + 3) & ~3;
-
-function attr(type: number, payload: Buffer): Buffer {
-  const len = 4 + payload.length;
-  const b = Buffer.alloc(align(len));
-  b.writeUInt16LE(len, 0);
-  b.writeUInt16LE(type, 2);
-  payload.copy(b, 4);
-  return b;
-}
-const nest = (type: number, ...attrs: Buffer[]) => attr(type | NLA_F_NESTED, Buffer.concat(attrs));
-const str = (type: number, s: string) => attr(type, Buffer.from(`${s}\0`));
-function u32(type: number, v: number): Buffer {
-  const b = Buffer.alloc(4);
-  b.writeUInt32LE(v >>> 0);
-  return attr(type, b);
-}
-const u8 = (type: number, v: number) => attr(type, Buffer.from([v]));
-function be16(type: number, v: number): Buffer {
-  const b = Buffer.alloc(2);
-  b.writeUInt16BE(v);
-  return attr(type, b);
-}
 function ip4(text: string): Buffer {
   const parts = text.split('.').map(Number);
   if (parts.length !== 4 || parts.some((p) => !Number.isInteger(p) || p < 0 || p > 255))
@@ -197,62 +150,6 @@ function ndmsg(family: number, index: number, state: number, flags: number): Buf
   b.writeUInt16LE(state, 8);
   b.writeUInt8(flags, 10);
   return b;
-}
-
-interface Request {
-  type: number;
-  flags: number;
-  body: Buffer;
-}
-
-function frame(r: Request, seq: number): Buffer {
-  const hdr = Buffer.alloc(16);
-  hdr.writeUInt32LE(16 + r.body.length, 0);
-  hdr.writeUInt16LE(r.type, 4);
-  hdr.writeUInt16LE(r.flags | NLM_F_REQUEST | NLM_F_ACK, 6);
-  hdr.writeUInt32LE(seq, 8);
-  return Buffer.concat([hdr, r.body]);
-}
-
-/** The answer to one request: errno 0 and its payload messages, or the kernel's error. */
-interface Answer {
-  errno: number;
-  extack?: string;
-  replies: Buffer[];
-}
-
-function parseAnswers(buf: Buffer): Map<number, Answer> {
-  const out = new Map<number, Answer>();
-  const get = (seq: number) => out.get(seq) ?? out.set(seq, { errno: 0, replies: [] }).get(seq)!;
-  for (let off = 0; off + 16 <= buf.length;) {
-    const len = buf.readUInt32LE(off);
-    if (len < 16 || off + len > buf.length) break;
-    const type = buf.readUInt16LE(off + 4);
-    const flags = buf.readUInt16LE(off + 6);
-    const seq = buf.readUInt32LE(off + 8);
-    const a = get(seq);
-    if (type === NLMSG_ERROR) {
-      a.errno = -buf.readInt32LE(off + 16);
-      if (flags & NLM_F_ACK_TLVS) {
-        // error (4) + the request's header (16, payload capped) + attributes
-        for (let p = off + 36; p + 4 <= off + len;) {
-          const alen = buf.readUInt16LE(p);
-          if (alen < 4) break;
-          if (buf.readUInt16LE(p + 2) === NLMSGERR_ATTR_MSG)
-            a.extack = buf.toString('utf8', p + 4, p + alen).replace(/\0.*$/s, '');
-          p += align(alen);
-        }
-      }
-    } else if (type !== NLMSG_DONE) a.replies.push(buf.subarray(off, off + len));
-    off += align(len);
-  }
-  return out;
-}
-
-/** The text iproute2 would print for the same answer, so that errors.ts's predicates hold for both. */
-function describe(nl: Addon, a: Answer): string {
-  const why = nl.strerror(a.errno);
-  return a.extack ? `${a.extack.replace(/\.$/, '')} (${why})` : why;
 }
 
 // ------------------------------------------------------------------------------- a session
@@ -465,75 +362,6 @@ class Session {
         nest(IFLA_LINKINFO, str(IFLA_INFO_KIND, kind), ...info),
       ]),
     };
-  }
-}
-
-// ------------------------------------------------------------------------------- nftables
-
-const NETLINK_NETFILTER = 12;
-const NFNL_SUBSYS_NFTABLES = 10;
-const NFT_MSG_GETOBJ = 19;
-const NFTA_OBJ_TABLE = 1;
-const NFTA_OBJ_NAME = 2;
-const NFTA_OBJ_TYPE = 3;
-const NFTA_OBJ_DATA = 4;
-const NFT_OBJECT_COUNTER = 1;
-const NFTA_COUNTER_BYTES = 1;
-const NFTA_COUNTER_PACKETS = 2;
-const NFPROTO: Record<string, number> = { inet: 1, ip: 2, arp: 3, netdev: 5, bridge: 7, ip6: 10 };
-const ENOENT = 2;
-
-/** The attributes of a message payload from `off` on, by type (the nested flag masked off). */
-function attrsOf(buf: Buffer, off: number, end: number): Map<number, Buffer> {
-  const m = new Map<number, Buffer>();
-  for (let p = off; p + 4 <= end;) {
-    const len = buf.readUInt16LE(p);
-    if (len < 4) break;
-    m.set(buf.readUInt16LE(p + 2) & 0x3fff, buf.subarray(p + 4, p + len));
-    p += align(len);
-  }
-  return m;
-}
-
-/**
- * A named nftables counter over netlink (one request, no `nft` process): its packets and bytes, or
- * undefined when the table or the counter does not exist. Null when netlink is unavailable.
- */
-export function nftCounterNetlink(
-  family: string,
-  table: string,
-  name: string,
-): { packets: number; bytes: number } | undefined | null {
-  const nl = load();
-  const proto = NFPROTO[family];
-  if (!nl || proto === undefined) return null;
-  const fd = nl.socket(-1, NETLINK_NETFILTER);
-  try {
-    const nfgen = Buffer.from([proto, 0, 0, 0]);
-    const typ = Buffer.alloc(4);
-    typ.writeUInt32BE(NFT_OBJECT_COUNTER);
-    const req: Request = {
-      type: (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETOBJ,
-      flags: 0,
-      body: Buffer.concat([
-        nfgen,
-        str(NFTA_OBJ_TABLE, table),
-        str(NFTA_OBJ_NAME, name),
-        attr(NFTA_OBJ_TYPE, typ),
-      ]),
-    };
-    const a = parseAnswers(nl.transact(fd, frame(req, 1), 1)).get(1);
-    if (!a || a.errno === ENOENT) return undefined;
-    if (a.errno !== 0) throw new Error(`nftables counter ${table}/${name}: ${describe(nl, a)}`);
-    const msg = a.replies[0];
-    if (!msg) return undefined;
-    const data = attrsOf(msg, 16 + 4, msg.length).get(NFTA_OBJ_DATA);
-    if (!data) return undefined;
-    const c = attrsOf(data, 0, data.length);
-    const num = (t: number) => Number(c.get(t)?.readBigUInt64BE(0) ?? 0n);
-    return { packets: num(NFTA_COUNTER_PACKETS), bytes: num(NFTA_COUNTER_BYTES) };
-  } finally {
-    nl.close(fd);
   }
 }
 
