@@ -13,10 +13,11 @@
  *    with proto 87 on weft.1, N permanent FDB entries and N permanent neighbours. Printed: write time,
  *    time to programmed (from the first write, from the last acknowledged one), the agent's RSS
  *    before/after/peak and CPU, its reconcile passes (log, /metrics, /status), then its steady state
- *    with N peers over --settle-seconds (no-op resyncs every 10 s).
+ *    with N peers over --settle-seconds (a no-op pass every 10 s: against the data plane's model, the
+ *    kernel read only on its slow safety resync or after a kernel event).
  * 2. Idle cost. A 3-node flat lab (labUp, 2 pods per node) named bi<hex>; after 5 s, each agent's CPU time
- *    (utime+stime of the node process itself, and of the ip/nft/bridge children it reaped) and RSS over
- *    --idle-seconds.
+ *    (utime+stime of the node process itself, of the ip/nft/bridge children it reaped, and of the children
+ *    still running: its kernel monitors) and RSS over --idle-seconds.
  *
  * Leaves nothing behind: the agent, etcd and the writer are killed, the namespace and the temp directory
  * /tmp/wba-<random>-* removed, and the lab torn down with labDown, in a finally and on SIGINT/SIGTERM.
