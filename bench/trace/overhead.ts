@@ -18,7 +18,7 @@ import { labTrace } from '../../src/trace/run.js';
 import { labNamespaces } from '../../src/trace/lab-target.js';
 import { TraceLoader } from '../../src/trace/native.js';
 import type { TraceResult } from '../../src/trace/types.js';
-import { run } from '../../src/util/exec.js';
+import { execIn } from '../../src/kernel/exec.js';
 
 function arg(name: string, dflt: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -87,7 +87,7 @@ const [tB] = s.pods.filter((p) => p.node === 'n2');
 const fromPod = s.pods.filter((p) => p.node === 'n1')[1]!;
 const toPod = s.pods.filter((p) => p.node === 'n2')[1] ?? s.pods.filter((p) => p.node === 'n2')[0]!;
 const inNs = (ns: string, argv: string[], timeoutMs: number) =>
-  run('ip', ['netns', 'exec', ns, ...argv], { allowFailure: true, timeoutMs });
+  execIn(ns, argv, { allowFailure: true, timeoutMs });
 
 async function iperf(
   seconds: number,

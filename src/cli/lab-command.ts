@@ -1,4 +1,3 @@
-import { spawnSync } from 'node:child_process';
 import { constants } from 'node:os';
 import type { Command } from 'commander';
 import { BACKEND_TYPES, type BackendType } from '../config/network-config.js';
@@ -118,8 +117,8 @@ export function registerLab(program: Command): void {
       const { readState, resolveTarget } = await import('../lab/lab.js');
       const s = await readState(o.name ?? (await onlyLab()));
       const ns = resolveTarget(s, target);
-      const r = spawnSync('ip', ['netns', 'exec', ns, ...cmd], { stdio: 'inherit' });
-      process.exitCode = r.status ?? 1;
+      const { execInteractive } = await import('../kernel/netns.js');
+      process.exitCode = execInteractive(ns, cmd);
     });
 
   lab

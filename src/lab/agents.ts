@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { netnsExecArgv } from '../kernel/exec.js';
 import { mkdir, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { constants } from 'node:os';
 import { join } from 'node:path';
@@ -73,7 +74,7 @@ export async function spawnAgent(a: AgentLaunch): Promise<LaunchedAgent> {
   const f = agentFiles(a.dir);
   await Promise.all([rm(f.pid, { force: true }), rm(f.exit, { force: true })]);
   const log = await open(f.log, 'a');
-  const command = ['ip', 'netns', 'exec', a.netns, process.execPath, WEFT_JS, 'agent', ...a.args];
+  const command = netnsExecArgv(a.netns, [process.execPath, WEFT_JS, 'agent', ...a.args]);
   const child = spawn('sh', ['-c', SUPERVISOR, 'weft-lab-agent', a.dir, ...command], {
     detached: true,
     stdio: ['ignore', log.fd, log.fd],

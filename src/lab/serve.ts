@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { spawnIn } from '../kernel/exec.js';
 import { createSocket } from 'node:dgram';
 import { open } from 'node:fs/promises';
 import { createServer } from 'node:net';
@@ -38,12 +38,9 @@ export async function labServe(state: LabState, podName: string, o: ServeOptions
   const dir = labDir(state.name);
   const logPath = join(dir, `serve-${pod.name}-${o.port}.log`);
   const log = await open(logPath, 'a');
-  const child = spawn(
-    'ip',
+  const child = spawnIn(
+    pod.netns,
     [
-      'netns',
-      'exec',
-      pod.netns,
       process.execPath,
       WEFT_JS,
       'lab',
