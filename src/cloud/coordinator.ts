@@ -140,6 +140,8 @@ export class CloudRoutesCoordinator {
   #lastPass: CoordinatorStatus['lastPass'];
   #passes = 0;
   #dirty = false;
+  /** The last provider initialised: reaching the cloud needs one node port, even after that node left. */
+  #anyProvider: NeutronRouteProvider | undefined;
   #loop: Promise<void> | undefined;
   #timer: NodeJS.Timeout | undefined;
   #retry: NodeJS.Timeout | undefined;
@@ -351,6 +353,7 @@ export class CloudRoutesCoordinator {
     });
     e.caps = await p.init();
     e.provider = p;
+    this.#anyProvider = p;
     st.port = e.caps.node.portId;
     if (e.caps.router) st.router = e.caps.router.id;
     for (const n of e.caps.notes) this.#log.info({ node: st.node }, n);
@@ -364,8 +367,9 @@ export class CloudRoutesCoordinator {
       this.#nodes.delete(node);
       return true;
     }
-    // Its own provider if it was ever initialised; else any node's (records say which router and port).
-    const p = e?.provider ?? [...this.#nodes.values()].find((x) => x.provider)?.provider;
+    // Its own provider if it was ever initialised; else any node's (records say which router and port),
+    // also one whose node was reaped a moment ago: its port outlives the reap.
+    const p = e?.provider ?? [...this.#nodes.values()].find((x) => x.provider)?.provider ?? this.#anyProvider;
     if (!p) {
       if (!this.#pendingReaps.includes(node))
         this.#log.warn(
@@ -394,7 +398,7 @@ export class CloudRoutesCoordinator {
   async releaseAll(): Promise<{ released: string[]; pending: string[] }> {
     const snap = await this.#o.source.read();
     for (const a of snap.nodes) {
-      if ([...this.#nodes.values()].some((x) => x.provider)) break;
+      if (this.#anyProvider) break;
       const e: Entry = {
         status: {
           node: a.node,
