@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
 
 [ "$(id -u)" = 0 ] || { echo "install.sh: run as root (it installs Debian packages)"; exit 1; }
-PKGS=(etcd-server etcd-client iproute2 nftables iperf3 sockperf ethtool tcpdump containernetworking-plugins gcc libc6-dev
+PKGS=(etcd-server etcd-client iproute2 nftables iptables iperf3 sockperf ethtool tcpdump containernetworking-plugins gcc libc6-dev
       util-linux procps psmisc iputils-ping curl ca-certificates chromium)
 missing=()
 for p in "${PKGS[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p"); done

@@ -20,6 +20,7 @@ import { CloudRouting, type CloudOptions } from './cloud.js';
 import { CloudConfigError, OpenStackUnreachableError } from '../openstack/errors.js';
 import { CloudProviderError } from '../cloud/provider.js';
 import { startCniServer, type CniServer } from '../cni/server.js';
+import { FlannelTakeover } from './takeover.js'; // [takeover] issue 14
 
 export interface AgentOptions {
   etcdEndpoints: string[];
@@ -40,6 +41,10 @@ export interface AgentOptions {
   cloud?: CloudOptions;
   /** Period of the cloud re-check (pairs and routes repaired if they drifted). */
   cloudResyncSeconds?: number;
+  /** [takeover] issue 14: adopt Flannel's data path on this node instead of refusing to start. */
+  takeOverFlannel?: boolean;
+  /** [takeover] issue 14: a stop leaves the nftables table too (rollback to Flannel, docs/migrating-from-flannel.md). */
+  keepDataPath?: boolean;
   /** Called after the node left the cluster (POST /leave); the CLI exits the process. */
   onLeft?: () => void;
   log: Logger;
@@ -95,6 +100,7 @@ export class Agent implements StatusSource {
   private stopping = false;
   private cloud: CloudRouting | undefined;
   private cniServer: CniServer | undefined;
+  private takeover: FlannelTakeover | undefined; // [takeover] issue 14
 
   constructor(private readonly opts: AgentOptions) {
     this.log = opts.log;
@@ -136,6 +142,7 @@ export class Agent implements StatusSource {
       corruptLeases: [...this.corrupt].map(([key, reason]) => ({ key, reason })),
       lastReconcile: this.lastReport,
       cloud: this.cloud?.status(),
+      takeover: this.takeover?.summary(), // [takeover] issue 14
     };
   }
 
@@ -183,6 +190,22 @@ export class Agent implements StatusSource {
       this.log.child({ part: 'lease' }),
     );
 
+    // [takeover] issue 14: Flannel's objects are adopted (or the start is refused, one line naming them)
+    // before weft creates any of its own; so is another program's VXLAN device on weft's VNI and port.
+    this.takeover = await FlannelTakeover.prepare({
+      allowed: o.takeOverFlannel === true,
+      usesVxlan: this.backend.usesVxlan,
+      vni: this.config.backend.vni,
+      port: this.config.backend.port,
+      iface: { name: this.iface.name, ip: formatIPv4(this.iface.ip) },
+      network: this.config.network,
+      subnetLen: this.config.subnetLen,
+      ipMasq: o.ipMasq,
+      subnetFile: o.subnetFile,
+      leases: () => this.retry('list the subnet leases', async () => (await this.registry.list()).leases),
+      log: this.log.child({ part: 'takeover' }),
+    });
+
     // The backend may have changed since the last run: remove what the old one owned.
     await this.dp.removeVxlanDevices(
       this.backend.usesVxlan ? vxlanDeviceName(this.config.backend.vni) : undefined,
@@ -216,10 +239,19 @@ export class Agent implements StatusSource {
     };
     const previous = await this.previousSubnet();
     this.lease = await this.retry('acquire a subnet lease', () => this.leases.acquire(this.attrs, previous));
+    if (this.takeover) {
+      // [takeover] issue 14: Flannel's lease, renewed under weft's TTL; its peers admitted from the first rule set.
+      this.lease = await this.takeover.keepLease(this.lease, (l) =>
+        this.retry('renew the lease taken over from Flannel', () => this.leases.renew(l)),
+      );
+      await this.traffic.setPeers(this.takeover.overlayPeers());
+    }
     await this.configureForLease();
+    await this.takeover?.afterRules(); // [takeover] issue 14: Flannel's rules go once weft's are in
 
     await this.resyncFromStore('start');
     await this.reconcileNow();
+    await this.takeover?.finish(); // [takeover] issue 14: Flannel's routes and devices nobody needs any more
     this.log.info(
       {
         subnet: this.lease.subnet.toString(),
@@ -338,7 +370,7 @@ export class Agent implements StatusSource {
     for (const t of [...this.timers, ...this.reaps.values()]) clearInterval(t);
     await this.stopWatch?.().catch(() => undefined);
     await this.reconciling?.catch(() => undefined);
-    await this.traffic.remove().catch(() => undefined);
+    if (!this.opts.keepDataPath) await this.traffic.remove().catch(() => undefined); // [takeover] issue 14
     await this.cniServer?.close().catch(() => undefined);
     for (const s of this.servers) s.close();
     await this.registry?.close().catch(() => undefined);

@@ -128,7 +128,9 @@ export class TrafficManager {
   /** Replaces the set of addresses allowed to send to the overlay port, atomically. */
   async setPeers(ips: string[]): Promise<void> {
     const want = [...new Set(ips)].sort();
-    if (this.applied === undefined || (this.peers && want.join() === this.peers.join())) return;
+    // [takeover] issue 14: peers given before the first rule set seed it (a node taken over carries traffic).
+    if (this.applied === undefined) return void (this.peers = want);
+    if (this.peers && want.join() === this.peers.join()) return;
     const add = want.length > 0 ? `add element ip ${NFT_TABLE} peers { ${want.join(', ')} }\n` : '';
     await run('nft', ['-f', '-'], { input: `flush set ip ${NFT_TABLE} peers\n${add}` });
     this.peers = want;

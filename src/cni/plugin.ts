@@ -34,6 +34,7 @@ import {
   type AttachmentKey,
 } from './ipam.js';
 import { warn } from './log.js';
+import { pickBesideHostLocal, releaseHostLocal } from './host-local.js'; // [takeover] issue 14
 
 export interface ResultInterface {
   name: string;
@@ -360,7 +361,14 @@ export function cmdAdd(env: CniEnv, conf: NetConf, cniArgs: Map<string, string>)
     for (const a of mine) if (a !== reuse) st.remove(a);
     if (reuse) return reuse;
     const used = new Set(all.filter((a) => a.hash !== hash).map((a) => a.ip));
-    const ip = st.pick(senv.subnet, senv.gateway, used, requested);
+    // [takeover] issue 14: never an address host-local gave (pods Flannel's CNI attached); reserved there too.
+    const ip = pickBesideHostLocal(
+      conf.hostLocalDir,
+      used,
+      key,
+      () => st.pick(senv.subnet, senv.gateway, used, requested),
+      formatIPv4,
+    );
     fresh = true;
     const rec: AllocationRecord = {
       containerId: key.containerId,
@@ -453,6 +461,7 @@ export function cmdAdd(env: CniEnv, conf: NetConf, cniArgs: Map<string, string>)
     }
     if (fresh) {
       try {
+        releaseHostLocal(conf.hostLocalDir, key); // [takeover] issue 14
         st.withLock(() => st.remove(alloc));
       } catch {
         /* likewise */
@@ -530,6 +539,10 @@ export function cmdDel(env: CniEnv, conf: NetConf): void {
   }
   for (const v of veths) deleteHostVeth(v);
   if (mine.length > 0) st.withLock(() => st.findByHash(hash).forEach((a) => st.remove(a)));
+  // [takeover] issue 14: an old pod that Flannel's CNI attached is released as host-local's DEL would.
+  const foreign = releaseHostLocal(conf.hostLocalDir, key);
+  if (foreign.length > 0 && mine.length === 0 && env.netns)
+    ipBatch([`link del ${key.ifname}`], { netns: env.netns });
 }
 
 // -------------------------------------------------------------------------------------------- CHECK
@@ -647,13 +660,14 @@ export function cmdGc(conf: NetConf): void {
   const valid = new Set((conf.validAttachments ?? []).map((k) => attachmentHash(k)));
   const st = store(conf);
   const errors: string[] = [];
-  const stale: { a: Allocation; veth: string }[] = [];
+  const stale: { a: Allocation; veth: string; key?: AttachmentKey }[] = [];
   for (const a of st.list()) {
     if (valid.has(a.hash)) continue;
     const rec = st.read(a);
     stale.push({
       a,
       veth: rec?.hostVeth && HOST_VETH_RE.test(rec.hostVeth) ? rec.hostVeth : hostVethName(a.hash),
+      ...(rec && { key: { containerId: rec.containerId, ifname: rec.ifname } }),
     });
   }
   const validVeths = new Set([...valid].map((h) => hostVethName(h)));
@@ -681,6 +695,7 @@ export function cmdGc(conf: NetConf): void {
           if (failedVeths.has(s.veth)) continue; // keep the record so that a later GC retries
           try {
             st.remove(s.a);
+            if (s.key) releaseHostLocal(conf.hostLocalDir, s.key); // [takeover] issue 14
           } catch (e) {
             errors.push((e as Error).message);
           }

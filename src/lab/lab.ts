@@ -389,13 +389,22 @@ export function agentArgs(state: LabState, node: NodeState): string[] {
 }
 
 /** Starts the agent detached inside the node's namespace; its JSON log goes to <node dir>/agent.log. */
-export async function startAgent(state: LabState, node: NodeState, j?: Journal): Promise<number> {
+export async function startAgent(
+  state: LabState,
+  node: NodeState,
+  j?: Journal,
+  extraArgs: string[] = [], // [takeover] issue 14: e.g. --take-over-flannel
+): Promise<number> {
   await mkdir(node.dir, { recursive: true });
   const log = await open(join(node.dir, 'agent.log'), 'a');
-  const child = spawn('ip', ['netns', 'exec', node.netns, process.execPath, ...agentArgs(state, node)], {
-    detached: true,
-    stdio: ['ignore', log.fd, log.fd],
-  });
+  const child = spawn(
+    'ip',
+    ['netns', 'exec', node.netns, process.execPath, ...agentArgs(state, node), ...extraArgs],
+    {
+      detached: true,
+      stdio: ['ignore', log.fd, log.fd],
+    },
+  );
   await log.close();
   child.unref();
   if (child.pid === undefined) throw new WeftError(`cannot start the agent on ${node.name}`);
@@ -477,7 +486,8 @@ export async function attachPodsTo(
 /** Adds a node to a running lab and starts its agent; unless told not to wait, waits for it and attaches pods. */
 export async function labAddNode(
   name: string,
-  opts: { pods?: number; waitForReady?: boolean } = {},
+  // [takeover] issue 14: agent false plugs a bare node (for a Flannel-style node built by a test).
+  opts: { pods?: number; waitForReady?: boolean; agent?: boolean } = {},
 ): Promise<NodeState> {
   const s = await readState(name);
   const j = new Journal(labDir(name));
@@ -496,11 +506,11 @@ export async function labAddNode(
     await ipIn(plan.netns, nodeHostCmds(plan), `cannot build node ${plan.name}`);
   }
   const node: NodeState = { ...plan, agentPid: 0, dir: join(labDir(name), 'nodes', plan.name) };
-  node.agentPid = await startAgent(s, node, j);
+  if (opts.agent !== false) node.agentPid = await startAgent(s, node, j);
   s.nodes.push(node);
   s.spec = { ...s.spec, nodes: s.nodes.length };
   await writeState(s);
-  if (opts.waitForReady !== false) {
+  if (opts.waitForReady !== false && opts.agent !== false) {
     await waitReady(node);
     await attachPodsTo(s, node, opts.pods ?? s.spec.podsPerNode, j);
     await writeState(s);
