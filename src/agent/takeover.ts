@@ -106,7 +106,7 @@ export async function refuseForeignVxlan(o: { vni: number; port: number }): Prom
     throw new WeftError(
       `VXLAN device ${foreign.name} (VNI ${o.vni}, UDP ${o.port}) belongs to another program and blocks ${own}`,
       {
-        hint: `remove it (ip link del ${foreign.name}) if nothing needs it, or give weft another Backend.VNI or Backend.Port in the network config`,
+        hint: `remove it with "ip link del ${foreign.name}" if nothing needs it, or set another Backend.VNI or Backend.Port in the network config`,
       },
     );
   }
@@ -138,12 +138,12 @@ export class FlannelTakeover {
     }
     if (f.flanneld.length > 0) {
       throw new WeftError(`flanneld is still running on this node (pid ${f.flanneld.join(', ')})`, {
-        hint: 'stop it first (systemctl stop flanneld, or take the kube-flannel pod off this node), then start weft again',
+        hint: 'stop it first: systemctl stop flanneld, or take the kube-flannel pod off this node',
       });
     }
     if (!o.allowed) {
       throw new WeftError(`Flannel's data path is on this node (${found.join(', ')})`, {
-        hint: 'start weft with --take-over-flannel to adopt it in place, pods keeping their addresses (docs/migrating-from-flannel.md), or remove it first',
+        hint: 'start weft with --take-over-flannel to adopt it in place, pods keeping their addresses, or remove it first; see docs/migrating-from-flannel.md',
       });
     }
     const v6 = f.devices.find((d) => d.name.startsWith('flannel-v6.'));
