@@ -219,9 +219,9 @@ export class FlannelTakeover {
           mac: adoptable.mac,
           how: r.how,
           ms: this.adopted.ms,
-          neighbours: entries.neighs.length,
-          fdb: entries.fdb.length,
-          routes: through.length,
+          neighbours: entries.neighs.map((n) => `${n.dst} lladdr ${n.lladdr ?? ''}`),
+          fdb: entries.fdb.map((e) => `${e.mac} dst ${e.dst ?? ''}`),
+          routes: through.map(describeRoute),
         },
         `adopted Flannel's ${adoptable.name} as ${to} (${r.how === 'live' ? 'renamed while up' : 'down, renamed, up, entries restored'}; MAC kept, so peers' entries stay valid)`,
       );
@@ -268,7 +268,7 @@ export class FlannelTakeover {
   /** Removes Flannel's rules; called once weft's own rules are installed. */
   async afterRules(): Promise<void> {
     for (const ipt of this.f.iptables) {
-      const keep = ipt.forwardPolicy !== undefined && ipt.forwardPolicy !== 'ACCEPT' ? ['FLANNEL-FWD'] : [];
+      const keep = keptChains(ipt);
       for (const k of keep)
         this.keep(
           `iptables-${ipt.flavour} filter ${k}`,
@@ -319,6 +319,19 @@ export class FlannelTakeover {
       if (why) this.o.log.error(`cannot remove Flannel's route ${describeRoute(r)}: ${why.message}`);
       else this.note(`route ${describeRoute(r)}`, 'removed (no lease wants it)');
     }
+    if (this.adopted) {
+      // weft's reconcile pruned the entries of peers without a lease (Flannel leaves them: #2554).
+      const left = await vxlanEntries(this.adopted.to);
+      for (const n of this.f.entries.neighs)
+        if (!left.neighs.some((x) => x.dst === n.dst))
+          this.note(
+            `neighbour ${n.dst} lladdr ${n.lladdr ?? ''}`,
+            'removed by the reconcile (no lease wants it)',
+          );
+      for (const e of this.f.entries.fdb)
+        if (!left.fdb.some((x) => x.mac.toLowerCase() === e.mac.toLowerCase()))
+          this.note(`FDB entry ${e.mac} dst ${e.dst ?? ''}`, 'removed by the reconcile (no lease wants it)');
+    }
     const doomed = this.f.devices.map((d) => d.name).filter((n) => !this.gone.has(n));
     if (doomed.length > 0) {
       await removeLinks(doomed);
@@ -348,7 +361,18 @@ export class FlannelTakeover {
   }
 }
 
-/** What of Flannel's is on this node, in words (empty: nothing). */
+/**
+ * Flannel's chains weft keeps: FLANNEL-FWD where FORWARD's policy is not ACCEPT (Docker sets DROP). An
+ * accept in weft's nftables table cannot override another table's drop, so pod traffic needs it.
+ */
+function keptChains(ipt: IptablesFlannel): string[] {
+  return ipt.forwardPolicy !== undefined && ipt.forwardPolicy !== 'ACCEPT' ? ['FLANNEL-FWD'] : [];
+}
+
+/**
+ * What of Flannel's is on this node, in words (empty: nothing). Chains weft keeps on purpose do not
+ * count: a node weft took over starts again without --take-over-flannel.
+ */
 function inventory(f: Findings): string[] {
   const out = f.devices.map((d) => {
     const v =
@@ -357,8 +381,11 @@ function inventory(f: Findings): string[] {
   });
   if (f.routes.length > 0) out.push(`${f.routes.length} route${f.routes.length > 1 ? 's' : ''}`);
   for (const t of f.iptables) {
-    const chains = Object.entries(t.chains).flatMap(([table, cs]) => cs.map((c) => `${table} ${c}`));
-    out.push(`iptables-${t.flavour} chains ${chains.join(' and ')}`);
+    const kept = keptChains(t);
+    const chains = Object.entries(t.chains).flatMap(([table, cs]) =>
+      cs.filter((c) => !kept.includes(c)).map((c) => `${table} ${c}`),
+    );
+    if (chains.length > 0) out.push(`iptables-${t.flavour} chains ${chains.join(' and ')}`);
   }
   for (const t of f.nftTables) out.push(`nftables table ${t}`);
   return out;

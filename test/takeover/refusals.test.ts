@@ -4,7 +4,18 @@ import { spawn } from 'node:child_process';
 import { copyFile, mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { agentArgs, labAddNode, readState, type NodeState } from '../../src/lab/lab.js';
+import { readFile } from 'node:fs/promises';
+import { Journal, labDir } from '../../src/lab/journal.js';
+import {
+  agentArgs,
+  labAddNode,
+  labRestartAgent,
+  readState,
+  startAgent,
+  waitReady,
+  writeState,
+  type NodeState,
+} from '../../src/lab/lab.js';
 import { inNs, upLab } from '../helpers/lab.js';
 import { flanneldStart, nodePicture, programFlannelPeers } from './flannel-node.js';
 
@@ -105,4 +116,27 @@ test('the agent refuses, in one line, what it must not take over', { timeout: 18
     assert.match(r.lines[0]!, /without --ip-masq \(add --ip-masq/);
     assert.equal(await nodePicture(n3), picture, 'nothing on the node changed');
   });
+
+  await t.test(
+    "FORWARD's policy DROP (Docker): FLANNEL-FWD is kept, and weft starts again without the flag",
+    async () => {
+      const p = await inNs(n3.netns, ['iptables-nft', '-P', 'FORWARD', 'DROP']);
+      assert.equal(p.code, 0, p.stderr);
+      n3.agentPid = await startAgent(s, n3, new Journal(labDir(s.name)), ['--take-over-flannel']);
+      await writeState(s);
+      await waitReady(n3);
+      const saved = (await inNs(n3.netns, ['iptables-nft-save'])).stdout;
+      assert.match(saved, /-A FORWARD .*-j FLANNEL-FWD/, 'FLANNEL-FWD and its jump are kept');
+      assert.doesNotMatch(saved, /FLANNEL-POSTRTG/, 'the masquerade chain is gone');
+      const log = await readFile(`${n3.dir}/agent.log`, 'utf8');
+      assert.match(log, /kept Flannel's iptables-nft filter FLANNEL-FWD: FORWARD's policy is DROP/);
+      // A restart without --take-over-flannel: the chain kept on purpose is not a reason to refuse.
+      await labRestartAgent(s.name, 'n3', { signal: 'SIGTERM', start: false });
+      const st = await readState(s.name);
+      const node = st.nodes.find((n) => n.name === 'n3')!;
+      node.agentPid = await startAgent(st, node, new Journal(labDir(s.name)));
+      await writeState(st);
+      await waitReady(node);
+    },
+  );
 });

@@ -129,7 +129,7 @@ test('weft takes over a Flannel node in place, and hands it back', { timeout: 60
     const line =
       `${label}: lost ${p.sent - p.received} of ${p.sent} pings (20 ms)` +
       `${p.missing.length ? ` [seq ${p.missing.join(',')}]` : ''}; device ${String(adopted.how)} in ${String(adopted.ms)} ms;` +
-      ` agent start → device adopted ${adopted.time - t0} ms → first reply through weft.1 ${first !== undefined ? first - t0 : NaN} ms; ready ${readyMs} ms`;
+      ` agent start → device adopted ${adopted.time - t0} ms → first reply through weft.1 ${first !== undefined ? Math.round(first - t0) : NaN} ms; ready ${readyMs} ms`;
     figures.push(line);
     console.log(`# ${line}`);
     assert.ok(p.received > 0, 'the ping got answers across the takeover');
