@@ -244,7 +244,8 @@ export class Agent implements StatusSource {
       this.lease = await this.takeover.keepLease(this.lease, (l) =>
         this.retry('renew the lease taken over from Flannel', () => this.leases.renew(l)),
       );
-      await this.traffic.setPeers(this.takeover.overlayPeers());
+      const peers = this.takeover.overlayPeers();
+      if (peers.length > 0) await this.traffic.setPeers(peers);
     }
     await this.configureForLease();
     await this.takeover?.afterRules(); // [takeover] issue 14: Flannel's rules go once weft's are in

@@ -374,21 +374,24 @@ function keptChains(ipt: IptablesFlannel): string[] {
  * count: a node weft took over starts again without --take-over-flannel.
  */
 function inventory(f: Findings): string[] {
-  const out = f.devices.map((d) => {
+  const devices = f.devices.map((d) => {
     const v =
       f.adoptable?.name === d.name ? f.adoptable : f.conflicting?.name === d.name ? f.conflicting : undefined;
     return v ? `${d.name} VNI ${v.vni} UDP ${v.port}` : `${d.name} (${d.kind})`;
   });
-  if (f.routes.length > 0) out.push(`${f.routes.length} route${f.routes.length > 1 ? 's' : ''}`);
+  const rules: string[] = [];
   for (const t of f.iptables) {
     const kept = keptChains(t);
     const chains = Object.entries(t.chains).flatMap(([table, cs]) =>
       cs.filter((c) => !kept.includes(c)).map((c) => `${table} ${c}`),
     );
-    if (chains.length > 0) out.push(`iptables-${t.flavour} chains ${chains.join(' and ')}`);
+    if (chains.length > 0) rules.push(`iptables-${t.flavour} chains ${chains.join(' and ')}`);
   }
-  for (const t of f.nftTables) out.push(`nftables table ${t}`);
-  return out;
+  for (const t of f.nftTables) rules.push(`nftables table ${t}`);
+  // Routes alone are no sign of Flannel (an operator's route looks the same); with the rest, they are its.
+  if (devices.length + rules.length === 0) return [];
+  const routes = f.routes.length > 0 ? [`${f.routes.length} route${f.routes.length > 1 ? 's' : ''}`] : [];
+  return [...devices, ...routes, ...rules];
 }
 
 async function readEnv(path: string): Promise<SubnetEnv | undefined> {
@@ -425,11 +428,11 @@ async function discover(o: TakeoverOptions): Promise<Findings> {
     const c = Cidr.parse(dst);
     return c !== undefined && c.len === o.subnetLen && o.network.containsCidr(c);
   };
-  const ownRoute = (r: MainRoute) =>
-    r.protocol === String(WEFT_ROUTE_PROTO) || r.protocol === 'kernel' || r.protocol === 'dhcp';
+  // flanneld's netlink routes carry the default protocol, boot (which `ip -j` leaves out).
+  const byFlanneld = (r: MainRoute) => r.protocol === undefined || r.protocol === 'boot';
   const flannelRoutes = routes.filter(
     (r) =>
-      !ownRoute(r) &&
+      byFlanneld(r) &&
       ((r.dev !== undefined && flannelDevs.has(r.dev)) ||
         // host-gw: a peer's pod subnet via its public IP on the underlay
         (r.dev === o.iface.name &&

@@ -15,7 +15,16 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { invokeCni } from '../../src/cni/invoke.js';
-import { nsName, writeState, type LabState, type NodeState, type PodState } from '../../src/lab/lab.js';
+import { Journal, labDir } from '../../src/lab/journal.js';
+import {
+  nsName,
+  startAgent,
+  waitReady,
+  writeState,
+  type LabState,
+  type NodeState,
+  type PodState,
+} from '../../src/lab/lab.js';
 import { run } from '../../src/util/exec.js';
 import { etcdctl, inNs } from '../helpers/lab.js';
 
@@ -207,6 +216,13 @@ export async function programFlannelPeers(
     );
   }
   if (lines.length > 0) await sh(node.netns, lines.join('\n'));
+}
+
+/** Starts weft's agent on a node (e.g. with --take-over-flannel) and waits until it is ready. */
+export async function startWeft(state: LabState, node: NodeState, extraArgs: string[] = []): Promise<void> {
+  node.agentPid = await startAgent(state, node, new Journal(labDir(state.name)), extraArgs);
+  await writeState(state);
+  await waitReady(node);
 }
 
 /** The delegate Flannel's CNI plugin renders for the bridge plugin (flannel_linux_test.go's shape). */

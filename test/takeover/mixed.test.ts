@@ -1,21 +1,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Journal, labDir } from '../../src/lab/journal.js';
-import {
-  labAddNode,
-  labRestartAgent,
-  readState,
-  startAgent,
-  waitReady,
-  writeState,
-  type NodeState,
-} from '../../src/lab/lab.js';
+import { labAddNode, labRestartAgent, readState, type NodeState } from '../../src/lab/lab.js';
 import { allPairsFailures, eventually, inNs, upLab } from '../helpers/lab.js';
 import {
   attachFlannelPod,
   flanneldStart,
   listLeases,
   programFlannelPeers,
+  startWeft,
   type FlannelBackend,
 } from './flannel-node.js';
 
@@ -67,9 +59,7 @@ for (const backend of ['vxlan', 'host-gw'] as FlannelBackend[]) {
       const n2 = flannel[0];
       const st = await readState(name);
       const node = st.nodes.find((n) => n.name === n2.name)!;
-      node.agentPid = await startAgent(st, node, new Journal(labDir(name)), ['--take-over-flannel']);
-      await writeState(st);
-      await waitReady(node);
+      await startWeft(st, node, ['--take-over-flannel']);
       await allReach('after the host-gw takeover of n2');
       const routes = await inNs(node.netns, ['ip', 'route']);
       const peerRoutes = routes.stdout

@@ -5,19 +5,9 @@ import { copyFile, mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { readFile } from 'node:fs/promises';
-import { Journal, labDir } from '../../src/lab/journal.js';
-import {
-  agentArgs,
-  labAddNode,
-  labRestartAgent,
-  readState,
-  startAgent,
-  waitReady,
-  writeState,
-  type NodeState,
-} from '../../src/lab/lab.js';
+import { agentArgs, labAddNode, labRestartAgent, readState, type NodeState } from '../../src/lab/lab.js';
 import { inNs, upLab } from '../helpers/lab.js';
-import { flanneldStart, nodePicture, programFlannelPeers } from './flannel-node.js';
+import { flanneldStart, nodePicture, programFlannelPeers, startWeft } from './flannel-node.js';
 
 /** Runs the agent in the foreground in a node; a refusal is an exit 1 with its line on stderr. */
 async function agentRefuses(
@@ -122,9 +112,7 @@ test('the agent refuses, in one line, what it must not take over', { timeout: 18
     async () => {
       const p = await inNs(n3.netns, ['iptables-nft', '-P', 'FORWARD', 'DROP']);
       assert.equal(p.code, 0, p.stderr);
-      n3.agentPid = await startAgent(s, n3, new Journal(labDir(s.name)), ['--take-over-flannel']);
-      await writeState(s);
-      await waitReady(n3);
+      await startWeft(s, n3, ['--take-over-flannel']);
       const saved = (await inNs(n3.netns, ['iptables-nft-save'])).stdout;
       assert.match(saved, /-A FORWARD .*-j FLANNEL-FWD/, 'FLANNEL-FWD and its jump are kept');
       assert.doesNotMatch(saved, /FLANNEL-POSTRTG/, 'the masquerade chain is gone');
@@ -134,9 +122,7 @@ test('the agent refuses, in one line, what it must not take over', { timeout: 18
       await labRestartAgent(s.name, 'n3', { signal: 'SIGTERM', start: false });
       const st = await readState(s.name);
       const node = st.nodes.find((n) => n.name === 'n3')!;
-      node.agentPid = await startAgent(st, node, new Journal(labDir(s.name)));
-      await writeState(st);
-      await waitReady(node);
+      await startWeft(st, node);
     },
   );
 });

@@ -4,14 +4,11 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { agentGet } from '../../src/cli/status-command.js';
-import { Journal, labDir } from '../../src/lab/journal.js';
 import {
   CNI_PLUGIN,
   cniConfig,
   labAddNode,
   readState,
-  startAgent,
-  waitReady,
   writeState,
   type LabState,
   type NodeState,
@@ -30,6 +27,7 @@ import {
   listLeases,
   nodePicture,
   programFlannelPeers,
+  startWeft,
 } from './flannel-node.js';
 
 const WEFT = fileURLToPath(new URL('../../src/cli/weft.js', import.meta.url));
@@ -114,12 +112,7 @@ test('weft takes over a Flannel node in place, and hands it back', { timeout: 60
     const pinging = ping20ms(a, d.ip, 400); // 8 s
     await sleep(1000);
     const t0 = Date.now();
-    n2.agentPid = await startAgent(s, n2, new Journal(labDir(name)), [
-      '--take-over-flannel',
-      '--keep-data-path',
-    ]);
-    await writeState(s);
-    await waitReady(n2);
+    await startWeft(s, n2, ['--take-over-flannel', '--keep-data-path']);
     const readyMs = Date.now() - t0;
     const p = await pinging;
     const log = await agentLog(n2);
