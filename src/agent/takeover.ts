@@ -82,6 +82,7 @@ interface Findings {
   adoptable: VxlanLink | undefined;
   /** A Flannel VXLAN device on weft's VNI and port that weft cannot adopt: it must go first. */
   conflicting: VxlanLink | undefined;
+  /** Permanent neighbours and FDB entries of the tunnel device (Flannel's, or weft's already). */
   entries: { neighs: NeighEntry[]; fdb: FdbEntry[] };
   routes: MainRoute[];
   iptables: IptablesFlannel[];
@@ -205,6 +206,8 @@ export class FlannelTakeover {
         String(WEFT_ROUTE_PROTO),
       );
       this.gone.add(adoptable.name);
+      // Test hook: the agent dies right after the rename, as a crash would (the next start finishes).
+      if (process.env.WEFT_TAKEOVER_FAULT === 'after-rename') process.kill(process.pid, 'SIGKILL');
       this.adopted = {
         from: adoptable.name,
         to,
@@ -423,6 +426,7 @@ async function discover(o: TakeoverOptions): Promise<Findings> {
     !vxlans.some((v) => v.name === vxlanDeviceName(o.vni))
       ? mine
       : undefined;
+  const tunnel = mine ?? vxlans.find((v) => v.name === vxlanDeviceName(o.vni));
   const flannelDevs = new Set(devices.map((d) => d.name));
   const podSubnet = (dst: string) => {
     const c = Cidr.parse(dst);
@@ -446,7 +450,8 @@ async function discover(o: TakeoverOptions): Promise<Findings> {
     devices,
     adoptable,
     conflicting: mine && !adoptable ? mine : undefined,
-    entries: mine ? await vxlanEntries(mine.name) : { neighs: [], fdb: [] },
+    // Flannel's device, or weft's when an interrupted takeover renamed it already: its peers are admitted.
+    entries: tunnel ? await vxlanEntries(tunnel.name) : { neighs: [], fdb: [] },
     routes: flannelRoutes,
     iptables,
     nftTables,

@@ -5,10 +5,12 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { agentGet } from '../../src/cli/status-command.js';
 import {
+  agentArgs,
   CNI_PLUGIN,
   cniConfig,
   labAddNode,
   readState,
+  startAgent,
   writeState,
   type LabState,
   type NodeState,
@@ -245,4 +247,34 @@ test('weft takes over a Flannel node in place, and hands it back', { timeout: 60
       void n1;
     },
   );
+
+  await t.test('a takeover interrupted right after the rename is finished by the next start', async () => {
+    await handBack('rollback before the interrupted takeover');
+    process.env.WEFT_TAKEOVER_FAULT = 'after-rename';
+    try {
+      n2.agentPid = await startAgent(s, n2, undefined, ['--take-over-flannel']);
+      const deadline = Date.now() + 20_000;
+      while ((await cmdline(n2.agentPid)) !== undefined && Date.now() < deadline) await sleep(50);
+    } finally {
+      delete process.env.WEFT_TAKEOVER_FAULT;
+    }
+    assert.equal(
+      (await inNs(n2.netns, ['ip', 'link', 'show', 'weft.1'])).code,
+      0,
+      'renamed before the crash',
+    );
+    assert.match(
+      (await inNs(n2.netns, ['iptables-nft-save'])).stdout,
+      /FLANNEL-POSTRTG/,
+      'rules still there',
+    );
+    assert.ok(await pings(a.netns, d.ip), 'the half-moved node still forwards');
+    const refused = await weftIn(n2, agentArgs(s, n2).slice(1));
+    assert.equal(refused.code, 1);
+    assert.match(refused.stderr, /iptables-nft chains .*--take-over-flannel/);
+    await startWeft(s, n2, ['--take-over-flannel']);
+    assert.doesNotMatch((await inNs(n2.netns, ['iptables-nft-save'])).stdout, /FLANNEL/, 'finished');
+    assert.ok(await pings(a.netns, d.ip));
+    assert.ok(await pings(d.netns, fresh!.ip));
+  });
 });
