@@ -188,7 +188,7 @@ export class FlannelTakeover {
       );
   }
 
-  /** The node's subnet as Flannel left it: the VXLAN device's <subnet>.0/32, else the subnet file. */
+  /** The node's subnet as Flannel left it in the subnet file (FLANNEL_SUBNET). */
   private flannelSubnet(): Cidr | undefined {
     return this.f.env?.subnet;
   }
