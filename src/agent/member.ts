@@ -189,7 +189,7 @@ export class ClusterMember {
       },
       'ready',
     );
-    this.lease.startRenewing(this.timers);
+    await this.lease.startRenewing(this.timers);
     this.timers.every(s.resyncSeconds * 1000, () => this.reconciler.request());
     this.timers.every(2000, () => void this.checkEtcd());
     this.timers.every(5000, () => void this.refreshCounters());
