@@ -3,6 +3,7 @@ import { parseSubnetEnv, type SubnetEnv } from '../config/subnet-env.js';
 import {
   findFlannelIptables,
   findFlannelNftTables,
+  FLANNEL_ROUTE_PROTO,
   listFlannelDevices,
   listMainRoutes,
   listVxlanLinks,
@@ -14,12 +15,11 @@ import {
   renameVxlan,
   vxlanEntries,
   type IptablesFlannel,
-  type MainRoute,
   type RenameResult,
   type VxlanLink,
 } from '../kernel/flannel.js';
-import type { FdbEntry, NeighEntry } from '../kernel/iproute.js';
-import { isReservation, vtepOf, type Lease } from '../store/lease.js';
+import type { FdbEntry, NeighEntry, RouteEntry } from '../kernel/types.js';
+import { vtepOf, type Lease } from '../store/lease.js';
 import { describeError, WeftError } from '../util/errors.js';
 import { Cidr, parseIPv4 } from '../util/ipv4.js';
 import type { Logger } from '../util/log.js';
@@ -28,7 +28,8 @@ import { WEFT_ROUTE_PROTO } from './dataplane.js';
 
 /**
  * Taking a node over from Flannel in place (issue 14, docs/migrating-from-flannel.md). Policy and order;
- * the kernel work is src/kernel/flannel.ts.
+ * the kernel work is src/kernel/flannel.ts. The agent's data path (node-datapath.ts) runs the steps at
+ * its own points of the start; the lease is the own lease's (own-lease.ts) like any other.
  *
  * Default: refuse. A node where Flannel's objects are found starts weft only with --take-over-flannel;
  * without it the agent exits with one line naming what it found and the flag. Rewriting a node's data
@@ -41,9 +42,11 @@ import { WEFT_ROUTE_PROTO } from './dataplane.js';
  *                  publishes another public IP; rename flannel.<VNI> to weft.<VNI> (a live rename on
  *                  kernels ≥ 6.2: MAC, address, neighbours, FDB and routes stay as they are, so peers'
  *                  entries for this node stay valid and no packet is lost).
- *   2. keepLease   the lease weft's lease manager found by public IP is Flannel's own (same subnet, same
- *                  attributes: no write); it is renewed at once under weft's TTL, because flanneld's
- *                  24 h etcd lease may be close to its end.
+ *   2. leaseHeld   the lease weft's lease manager found by public IP is Flannel's own (same subnet, same
+ *                  attributes: no write); its first renewal comes when its TTL needs it, as for any
+ *                  lease reused on a start (flanneld's 24 h etcd lease may be close to its end). The
+ *                  peers Flannel programmed (the device's FDB) are in weft's first rule set, as on
+ *                  every start (node-datapath.ts).
  *   3. afterRules  once weft's nftables table is installed: Flannel's iptables chains (either flavour)
  *                  and nftables tables are removed, except FLANNEL-FWD where FORWARD's policy is DROP
  *                  (an accept in weft's table cannot override a drop in another table).
@@ -82,18 +85,20 @@ interface Findings {
   adoptable: VxlanLink | undefined;
   /** A Flannel VXLAN device on weft's VNI and port that weft cannot adopt: it must go first. */
   conflicting: VxlanLink | undefined;
-  /** Permanent neighbours and FDB entries of the tunnel device (Flannel's, or weft's already). */
-  entries: { neighs: NeighEntry[]; fdb: FdbEntry[] };
-  routes: MainRoute[];
+  /**
+   * The tunnel device: Flannel's, or weft's when an interrupted takeover renamed it already. Its
+   * permanent neighbours and FDB entries are read once there is a takeover to do (see `entries`).
+   */
+  tunnel: string | undefined;
+  routes: RouteEntry[];
   iptables: IptablesFlannel[];
   nftTables: string[];
   env: SubnetEnv | undefined;
-  flanneld: number[];
 }
 
 const isFlannelVxlan = (name: string): boolean => /^flannel\.\d+$/.test(name);
 
-function describeRoute(r: MainRoute): string {
+function describeRoute(r: RouteEntry): string {
   return `${r.type && r.type !== 'unicast' ? `${r.type} ` : ''}${r.dst}${r.gateway ? ` via ${r.gateway}` : ''}${r.dev ? ` dev ${r.dev}` : ''}`;
 }
 
@@ -119,11 +124,14 @@ export class FlannelTakeover {
   /** Flannel devices renamed or removed already. */
   private readonly gone = new Set<string>();
   private adopted: TakeoverSummary['adopted'];
+  private rulesRemoved = false;
   private lease: TakeoverSummary['lease'];
 
   private constructor(
     private readonly o: TakeoverOptions,
     private readonly f: Findings,
+    /** The tunnel's permanent neighbours and FDB entries before the takeover (logged, restored if need be). */
+    private readonly entries: { neighs: NeighEntry[]; fdb: FdbEntry[] },
   ) {}
 
   /**
@@ -137,8 +145,10 @@ export class FlannelTakeover {
       if (o.usesVxlan) await refuseForeignVxlan(o);
       return undefined;
     }
-    if (f.flanneld.length > 0) {
-      throw new WeftError(`flanneld is still running on this node (pid ${f.flanneld.join(', ')})`, {
+    // Only now (a node with Flannel's objects): every process of the machine is looked at.
+    const flanneld = await processesInThisNetns((comm) => comm === 'flanneld');
+    if (flanneld.length > 0) {
+      throw new WeftError(`flanneld is still running on this node (pid ${flanneld.join(', ')})`, {
         hint: 'stop it first: systemctl stop flanneld, or take the kube-flannel pod off this node',
       });
     }
@@ -159,7 +169,8 @@ export class FlannelTakeover {
         { hint: 'add --ip-masq, or pods lose their way out' },
       );
     }
-    const t = new FlannelTakeover(o, f);
+    const entries = f.tunnel ? await vxlanEntries(f.tunnel) : { neighs: [], fdb: [] };
+    const t = new FlannelTakeover(o, f, entries);
     await t.checkLease();
     if (o.usesVxlan) await refuseForeignVxlan(o);
     o.log.info({ found }, 'taking this node over from Flannel');
@@ -195,7 +206,8 @@ export class FlannelTakeover {
 
   /** Adopts flannel.<VNI> as weft.<VNI>, or removes a Flannel device that would block weft's. */
   private async moveDevice(): Promise<void> {
-    const { adoptable, conflicting, entries, routes } = this.f;
+    const { adoptable, conflicting, routes } = this.f;
+    const entries = this.entries;
     if (adoptable && this.o.usesVxlan) {
       const to = vxlanDeviceName(this.o.vni);
       const through = routes.filter((r) => r.dev === adoptable.name && r.gateway);
@@ -203,7 +215,7 @@ export class FlannelTakeover {
         adoptable.name,
         to,
         { neighs: entries.neighs, routes: through },
-        String(WEFT_ROUTE_PROTO),
+        WEFT_ROUTE_PROTO,
       );
       this.gone.add(adoptable.name);
       // Test hook: the agent dies right after the rename, as a crash would (the next start finishes).
@@ -232,7 +244,11 @@ export class FlannelTakeover {
     }
     if (conflicting && this.o.usesVxlan) {
       // Same VNI and port but another source or underlay: it must go before weft's device can exist.
-      await removeLinks([conflicting.name]);
+      const [failed] = await removeLinks([conflicting.name]);
+      if (failed)
+        throw new WeftError(`cannot remove Flannel's ${conflicting.name}: ${failed.message}`, {
+          hint: `it holds weft's VNI ${this.o.vni} and UDP ${this.o.port}: remove it by hand (ip link del ${conflicting.name})`,
+        });
       this.gone.add(conflicting.name);
       this.note(
         `device ${conflicting.name}`,
@@ -241,13 +257,8 @@ export class FlannelTakeover {
     }
   }
 
-  /** Remote VTEPs Flannel programmed: weft's overlay port accepts them from its first rule set on. */
-  overlayPeers(): string[] {
-    return [...new Set(this.f.entries.fdb.map((e) => e.dst!))];
-  }
-
-  /** Logs the lease kept and renews it under weft's TTL (flanneld's etcd lease may be near its end). */
-  async keepLease(lease: Lease, renew: (l: Lease) => Promise<Lease | undefined>): Promise<Lease> {
+  /** The lease weft holds after its first acquisition: Flannel's, kept as it was, or (logged) another. */
+  leaseHeld(lease: Lease): void {
     const was = this.flannelSubnet();
     const kept = was === undefined || was.equals(lease.subnet);
     this.lease = {
@@ -256,20 +267,18 @@ export class FlannelTakeover {
       vtepMac: vtepOf(lease.attrs)?.mac,
       kept,
     };
-    if (!kept) {
+    if (kept) this.o.log.info(this.lease, "kept Flannel's lease: same subnet, same PublicIP, same VTEP MAC");
+    else
       this.o.log.warn(
         { flannel: was!.toString(), weft: lease.subnet.toString() },
         "weft got another subnet than Flannel's: pods Flannel attached keep addresses outside this node's lease until they are re-created",
       );
-      return lease;
-    }
-    this.o.log.info(this.lease, "kept Flannel's lease: same subnet, same PublicIP, same VTEP MAC");
-    if (isReservation(lease)) return lease;
-    return (await renew(lease)) ?? lease;
   }
 
-  /** Removes Flannel's rules; called once weft's own rules are installed. */
+  /** Removes Flannel's rules; called once weft's own rules are installed (the first time only). */
   async afterRules(): Promise<void> {
+    if (this.rulesRemoved) return;
+    this.rulesRemoved = true;
     for (const ipt of this.f.iptables) {
       const keep = keptChains(ipt);
       for (const k of keep)
@@ -299,10 +308,13 @@ export class FlannelTakeover {
   /** After weft's first reconcile: Flannel's routes weft did not take over, then its other devices. */
   async finish(): Promise<void> {
     const now = await listMainRoutes();
-    const same = (a: MainRoute, b: MainRoute) =>
-      a.dst === b.dst && a.gateway === b.gateway && (a.type ?? '') === (b.type ?? '');
+    const same = (a: RouteEntry, b: RouteEntry) =>
+      a.dst === b.dst &&
+      a.gateway === b.gateway &&
+      (a.type ?? '') === (b.type ?? '') &&
+      (a.protocol ?? 'boot') === (b.protocol ?? 'boot');
     let converted = 0;
-    const stale: MainRoute[] = [];
+    const stale: RouteEntry[] = [];
     for (const r of this.f.routes) {
       const a = this.adopted;
       const dev = a && r.dev === a.from ? a.to : r.dev;
@@ -325,20 +337,22 @@ export class FlannelTakeover {
     if (this.adopted) {
       // weft's reconcile pruned the entries of peers without a lease (Flannel leaves them: #2554).
       const left = await vxlanEntries(this.adopted.to);
-      for (const n of this.f.entries.neighs)
+      for (const n of this.entries.neighs)
         if (!left.neighs.some((x) => x.dst === n.dst))
           this.note(
             `neighbour ${n.dst} lladdr ${n.lladdr ?? ''}`,
             'removed by the reconcile (no lease wants it)',
           );
-      for (const e of this.f.entries.fdb)
+      for (const e of this.entries.fdb)
         if (!left.fdb.some((x) => x.mac.toLowerCase() === e.mac.toLowerCase()))
           this.note(`FDB entry ${e.mac} dst ${e.dst ?? ''}`, 'removed by the reconcile (no lease wants it)');
     }
     const doomed = this.f.devices.map((d) => d.name).filter((n) => !this.gone.has(n));
-    if (doomed.length > 0) {
-      await removeLinks(doomed);
-      for (const d of doomed) this.note(`device ${d}`, 'removed (weft carries the traffic)');
+    const refusedLinks = await removeLinks(doomed);
+    for (const d of doomed) {
+      const why = refusedLinks.find((x) => x.name === d);
+      if (why) this.o.log.error(`cannot remove Flannel's device ${d}: ${why.message}`);
+      else this.note(`device ${d}`, 'removed (weft carries the traffic)');
     }
     this.o.log.info(this.summary(), 'took this node over from Flannel');
   }
@@ -407,14 +421,13 @@ async function readEnv(path: string): Promise<SubnetEnv | undefined> {
 
 /** Reads everything of Flannel's in this namespace. */
 async function discover(o: TakeoverOptions): Promise<Findings> {
-  const [devices, vxlans, routes, iptables, nftTables, env, flanneld] = await Promise.all([
+  const [devices, vxlans, routes, iptables, nftTables, env] = await Promise.all([
     listFlannelDevices(),
     listVxlanLinks(),
     listMainRoutes(),
     findFlannelIptables(),
     findFlannelNftTables(),
     readEnv(o.subnetFile),
-    processesInThisNetns((comm) => comm === 'flanneld'),
   ]);
   const flannelVx = vxlans.filter((v) => isFlannelVxlan(v.name));
   const mine = flannelVx.find((v) => v.vni === o.vni && v.port === o.port);
@@ -433,7 +446,7 @@ async function discover(o: TakeoverOptions): Promise<Findings> {
     return c !== undefined && c.len === o.subnetLen && o.network.containsCidr(c);
   };
   // flanneld's netlink routes carry the default protocol, boot (which `ip -j` leaves out).
-  const byFlanneld = (r: MainRoute) => r.protocol === undefined || r.protocol === 'boot';
+  const byFlanneld = (r: RouteEntry) => r.protocol === undefined || r.protocol === 'boot';
   const flannelRoutes = routes.filter(
     (r) =>
       byFlanneld(r) &&
@@ -450,13 +463,11 @@ async function discover(o: TakeoverOptions): Promise<Findings> {
     devices,
     adoptable,
     conflicting: mine && !adoptable ? mine : undefined,
-    // Flannel's device, or weft's when an interrupted takeover renamed it already: its peers are admitted.
-    entries: tunnel ? await vxlanEntries(tunnel.name) : { neighs: [], fdb: [] },
+    tunnel: tunnel?.name,
     routes: flannelRoutes,
     iptables,
     nftTables,
     env,
-    flanneld,
   };
 }
 
@@ -500,7 +511,7 @@ export async function handBackToFlannel(o: {
       dev.name,
       to,
       { neighs: entries.neighs, routes: routes.filter((x) => x.dev === dev.name && x.gateway) },
-      'boot',
+      FLANNEL_ROUTE_PROTO,
     );
     lines.push(`renamed ${dev.name} to ${to} (${r.how}, ${r.ms.toFixed(2)} ms; MAC ${dev.mac} kept)`);
   }

@@ -1,22 +1,18 @@
-import { existsSync } from 'node:fs';
 import { readdir, readFile, readlink } from 'node:fs/promises';
-import { run } from '../util/exec.js';
-import {
-  batch,
-  listFdb,
-  listLinks,
-  listNeighs,
-  listRoutes,
-  type FdbEntry,
-  type NeighEntry,
-  type RouteEntry,
-} from './iproute.js';
+import { isBusy, isNotFound, KernelError } from './errors.js';
+import { hasTool, runTool, type KernelTool } from './exec.js';
+import { listFdb, listLinks, listNeighs, listRoutes } from './iproute.js';
+import { kernelOps } from './kernel.js';
+import { nftApply, nftList } from './nft.js';
+import type { Op } from './ops.js';
+import type { FdbEntry, NeighEntry, RouteEntry } from './types.js';
 
 /**
  * The kernel side of taking a node over from Flannel (issue 14): finding what flanneld leaves in a
- * node's network namespace, renaming its VXLAN device, and removing its rules and devices. It only reads
- * and acts on what it is told; which object is Flannel's and in what order things happen is decided by
- * src/agent/takeover.ts. Names and shapes are flanneld's (reference/flannel.md §4.3 and §5):
+ * node's network namespace, renaming its VXLAN device, and removing its rules, routes and devices. It
+ * reads with the kernel layer's queries and changes through its Ops (netlink or iproute2), asking the
+ * kernel's answers through its predicates. Which object is Flannel's and in what order things happen is
+ * decided by src/agent/takeover.ts. Names and shapes are flanneld's (reference/flannel.md §4.3, §5):
  *   devices   flannel.<VNI> (vxlan), flannel-v6.<VNI>, flannel0 (udp TUN), flannel.ipip, flannel-wg[-v6]
  *   rules     iptables nat FLANNEL-POSTRTG (jumped to from POSTROUTING, comment "flanneld masq") and
  *             filter FLANNEL-FWD (from FORWARD, "flanneld forward"); in nftables mode the tables
@@ -36,14 +32,9 @@ export interface VxlanLink {
   up: boolean;
 }
 
-/** A route as `ip -j route show` prints it, with its type (unicast is omitted by iproute2). */
-export interface MainRoute extends RouteEntry {
-  type?: string;
-}
-
 /** Rules of one iptables flavour (iptables-nft or iptables-legacy) in Flannel's chains. */
 export interface IptablesFlannel {
-  /** The restore/save tools of this flavour. */
+  /** The save/restore tools of this flavour. */
   flavour: 'nft' | 'legacy';
   /** Chains named FLANNEL-*, by table: {nat: ['FLANNEL-POSTRTG'], filter: ['FLANNEL-FWD']}. */
   chains: Record<string, string[]>;
@@ -85,8 +76,8 @@ export async function listVxlanLinks(): Promise<VxlanLink[]> {
   return out;
 }
 
-/** The main table's routes, every protocol. */
-export const listMainRoutes = (): Promise<MainRoute[]> => listRoutes() as Promise<MainRoute[]>;
+/** The main table's routes, every protocol and type. */
+export const listMainRoutes = (): Promise<RouteEntry[]> => listRoutes();
 
 /** A VXLAN device's permanent neighbours and its FDB entries with a remote. */
 export async function vxlanEntries(dev: string): Promise<{ neighs: NeighEntry[]; fdb: FdbEntry[] }> {
@@ -97,7 +88,10 @@ export async function vxlanEntries(dev: string): Promise<{ neighs: NeighEntry[];
   };
 }
 
-function parseIptablesSave(flavour: 'nft' | 'legacy', text: string): IptablesFlannel | undefined {
+// ------------------------------------------------------------------------------------------- rules
+
+/** Flannel's chains and the jumps to them in an `iptables-save` listing; undefined when there are none. */
+export function parseIptablesSave(flavour: 'nft' | 'legacy', text: string): IptablesFlannel | undefined {
   const chains: Record<string, string[]> = {};
   const jumps: Record<string, string[]> = {};
   let table = '';
@@ -121,8 +115,8 @@ function parseIptablesSave(flavour: 'nft' | 'legacy', text: string): IptablesFla
   return { flavour, chains, jumps, masquerades, forwardPolicy };
 }
 
-const saveTool = (flavour: 'nft' | 'legacy') => `/usr/sbin/iptables-${flavour}-save`;
-const restoreTool = (flavour: 'nft' | 'legacy') => `/usr/sbin/iptables-${flavour}-restore`;
+const iptables = (flavour: 'nft' | 'legacy', verb: 'save' | 'restore'): KernelTool =>
+  `iptables-${flavour}-${verb}`;
 
 /**
  * Flannel's iptables rules in either flavour: flanneld drives whichever `iptables` the node has, so a
@@ -131,29 +125,33 @@ const restoreTool = (flavour: 'nft' | 'legacy') => `/usr/sbin/iptables-${flavour
 export async function findFlannelIptables(): Promise<IptablesFlannel[]> {
   const out: IptablesFlannel[] = [];
   for (const flavour of ['nft', 'legacy'] as const) {
-    if (!existsSync(saveTool(flavour))) continue;
-    const r = await run(saveTool(flavour), [], { allowFailure: true });
-    if (r.code !== 0) continue; // e.g. no x_tables in this kernel
+    const save = iptables(flavour, 'save');
+    if (!hasTool(save)) continue;
+    const r = await runTool(save, []);
+    if (r.code !== 0) continue; // e.g. no x_tables in this kernel: nothing of Flannel's there either
     const found = parseIptablesSave(flavour, r.stdout);
     if (found) out.push(found);
   }
   return out;
 }
 
+interface TablesJson {
+  nftables: { table?: { family: string; name: string } }[];
+}
+
 /** flanneld's nftables-mode tables (EnableNFTables), as "family name". */
 export async function findFlannelNftTables(): Promise<string[]> {
-  const r = await run('nft', ['-j', 'list', 'tables'], { allowFailure: true });
-  if (r.code !== 0) return [];
-  const doc = JSON.parse(r.stdout) as { nftables: { table?: { family: string; name: string } }[] };
-  return doc.nftables
+  const doc = await nftList<TablesJson>(['tables']);
+  return (doc?.nftables ?? [])
     .flatMap((x) => (x.table ? [x.table] : []))
     .filter((t) => /^flannel-ipv[46]$/.test(t.name))
     .map((t) => `${t.family} ${t.name}`);
 }
 
 /**
- * Removes Flannel's chains of the given tables in one iptables-restore transaction per flavour: the
- * jumps first, then the chains flushed and deleted. `keep` names chains to leave in place.
+ * Removes Flannel's chains in one iptables-restore transaction for the flavour: the jumps first, then
+ * the chains flushed and deleted. `keep` names chains to leave in place. Returns "table chain" of each
+ * chain removed; throws with the tool's answer when the transaction failed (then nothing changed).
  */
 export async function removeFlannelIptables(found: IptablesFlannel, keep: string[] = []): Promise<string[]> {
   const lines: string[] = [];
@@ -168,31 +166,44 @@ export async function removeFlannelIptables(found: IptablesFlannel, keep: string
     removed.push(...chains.map((c) => `${table} ${c}`));
   }
   if (lines.length === 0) return [];
-  await run(restoreTool(found.flavour), ['--noflush'], { input: lines.join('\n') + '\n' });
+  const tool = iptables(found.flavour, 'restore');
+  const r = await runTool(tool, ['--noflush'], { input: lines.join('\n') + '\n' });
+  if (r.code !== 0) throw new KernelError(`${tool} --noflush`, r.stderr.trim() || `exit ${String(r.code)}`);
   return removed;
 }
 
+/** Deletes nftables tables ("family name") in one transaction. */
 export async function removeNftTables(tables: string[]): Promise<void> {
   if (tables.length === 0) return;
-  await run('nft', ['-f', '-'], { input: tables.map((t) => `delete table ${t}`).join('\n') + '\n' });
+  await nftApply(tables.map((t) => `delete table ${t}`).join('\n') + '\n');
 }
 
-/** Deletes devices (a missing one is not an error: it may have gone with its owner). */
-export async function removeLinks(names: string[]): Promise<void> {
-  await batch(names.map((n) => `link del ${n}`));
+// ----------------------------------------------------------------------------- devices and routes
+
+/** flanneld's netlink routes carry the kernel's default protocol, boot (which `ip -j` leaves out). */
+export const FLANNEL_ROUTE_PROTO = 3;
+
+/** Deletes devices; one that is gone already (with its owner, or by hand) is not a failure. */
+export async function removeLinks(names: string[]): Promise<{ name: string; message: string }[]> {
+  const failures = await kernelOps().execute(names.map((name): Op => ({ op: 'link-del', name })));
+  return failures.filter((f) => !isNotFound(f)).map((f) => ({ name: names[f.index]!, message: f.message }));
 }
 
-/** Deletes routes exactly as listed. Returns the ones the kernel refused, with its message. */
-export async function removeRoutes(routes: MainRoute[]): Promise<{ route: MainRoute; message: string }[]> {
-  const lines = routes.map(
-    (r) =>
-      `route del ${r.type && r.type !== 'unicast' ? `${r.type} ` : ''}${r.dst}` +
-      `${r.gateway ? ` via ${r.gateway}` : ''}${r.dev ? ` dev ${r.dev}` : ''}`,
-  );
-  return (await batch(lines)).flatMap((f) => {
-    const route = routes[f.line - 1];
-    return route ? [{ route, message: f.message }] : [];
-  });
+/**
+ * Deletes Flannel's routes exactly: destination, gateway and device as listed, and flanneld's
+ * protocol (boot), so that a route weft has replaced meanwhile is never the one deleted. A route that
+ * is gone already is not a failure. Returns the ones the kernel refused, with its answer.
+ */
+export async function removeRoutes(routes: RouteEntry[]): Promise<{ route: RouteEntry; message: string }[]> {
+  const ops = routes.map((r): Op => ({
+    op: 'route-del',
+    dst: r.dst,
+    ...(r.gateway !== undefined && { via: r.gateway }),
+    ...(r.dev !== undefined && { dev: r.dev }),
+    proto: FLANNEL_ROUTE_PROTO,
+  }));
+  const failures = await kernelOps().execute(ops);
+  return failures.filter((f) => !isNotFound(f)).map((f) => ({ route: routes[f.index]!, message: f.message }));
 }
 
 export interface RenameResult {
@@ -202,12 +213,10 @@ export interface RenameResult {
   ms: number;
 }
 
-const isBusy = (message: string): boolean => /busy/i.test(message);
-
 /**
  * Renames a VXLAN device in place, keeping its MAC, address, FDB and everything routed through it.
  * Kernels since 6.2 rename an up device; older ones answer EBUSY, and then the device goes down, is
- * renamed and comes up in one `ip -batch` that also puts back what going down flushed (its permanent
+ * renamed and comes up in one run of Ops that also puts back what going down flushed (its permanent
  * neighbours and the routes through it; FDB entries and addresses survive a down). `restore` is that
  * state read before, and `proto` the protocol the restored routes get (their new owner's).
  * WEFT_TAKEOVER_RENAME=down-up forces the older path, to measure it on a new kernel.
@@ -215,34 +224,44 @@ const isBusy = (message: string): boolean => /busy/i.test(message);
 export async function renameVxlan(
   from: string,
   to: string,
-  restore: { neighs: NeighEntry[]; routes: MainRoute[] },
-  proto: string,
+  restore: { neighs: NeighEntry[]; routes: RouteEntry[] },
+  proto: number,
 ): Promise<RenameResult> {
+  const kernel = kernelOps();
   const t0 = performance.now();
   if (process.env.WEFT_TAKEOVER_RENAME !== 'down-up') {
-    const live = await batch([`link set dev ${from} name ${to}`]);
-    if (live.length === 0) return { how: 'live', ms: performance.now() - t0 };
-    if (!isBusy(live[0]!.message)) throw new Error(`cannot rename ${from} to ${to}: ${live[0]!.message}`);
+    const [live] = await kernel.execute([{ op: 'link-rename', name: from, to }]);
+    if (!live) return { how: 'live', ms: performance.now() - t0 };
+    if (!isBusy(live)) throw new KernelError(live.command, live.message);
   }
   const t1 = performance.now();
-  const failures = await batch([
-    `link set dev ${from} down`,
-    `link set dev ${from} name ${to}`,
-    `link set dev ${to} up`,
-    ...restore.neighs.map((n) => `neigh replace ${n.dst} lladdr ${n.lladdr ?? ''} dev ${to} nud permanent`),
-    ...restore.routes.map(
-      (r) =>
-        `route replace ${r.dst} via ${r.gateway ?? ''} dev ${to}${(r.flags ?? []).includes('onlink') ? ' onlink' : ''} proto ${proto}`,
-    ),
+  const steps: Op[] = [
+    { op: 'link-set', name: from, up: false },
+    { op: 'link-rename', name: from, to },
+    { op: 'link-set', name: to, up: true },
+  ];
+  const failures = await kernel.execute([
+    ...steps,
+    ...restore.neighs.map((n): Op => ({ op: 'neigh-replace', ip: n.dst, lladdr: n.lladdr ?? '', dev: to })),
+    ...restore.routes.map((r): Op => ({
+      op: 'route-replace',
+      dst: r.dst,
+      ...(r.gateway !== undefined && { via: r.gateway }),
+      dev: to,
+      onlink: (r.flags ?? []).includes('onlink'),
+      proto,
+    })),
   ]);
-  if (failures.some((f) => f.line <= 3))
-    throw new Error(`cannot rename ${from} to ${to}: ${failures.map((f) => f.message).join('; ')}`);
+  const failed = failures.find((f) => f.index < steps.length);
+  if (failed) throw new KernelError(failed.command, failed.message);
   return { how: 'down-up', ms: performance.now() - t1 };
 }
 
+// ------------------------------------------------------------------------------------------ processes
+
 /**
  * Processes of the caller's network namespace (a lab node is a namespace, not a host) for which
- * `match(comm, argv)` holds.
+ * `match(comm, argv)` holds. Read from /proc; nothing is started.
  */
 export async function processesInThisNetns(
   match: (comm: string, argv: string[]) => boolean,
