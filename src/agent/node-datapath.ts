@@ -1,7 +1,7 @@
 import type { NetworkConfig } from '../config/network-config.js';
 import { vxlanDeviceName, type Backend, type Plan } from '../backend/types.js';
-import { sysctlRead, sysctlWrite } from '../kernel/iproute.js';
-import { formatIPv4, type Cidr } from '../util/ipv4.js';
+import { listFdb, sysctlRead, sysctlWrite } from '../kernel/iproute.js';
+import { formatIPv4, parseIPv4, type Cidr } from '../util/ipv4.js';
 import type { Logger } from '../util/log.js';
 import { randomMac, type ApplyReport, type DataPlane } from './dataplane.js';
 import type { PublicInterface } from './iface.js';
@@ -71,6 +71,8 @@ export class NodeDataPath {
       await sysctlWrite('net.ipv4.ip_forward', '1');
       this.log.info('enabled net.ipv4.ip_forward: pod traffic is forwarded by this node');
     }
+    const vxlanDev = this.vxlanDevice();
+    if (vxlanDev) this.traffic.seedPeers(await tunnelEndpoints(vxlanDev));
     await this.traffic.ensureRules({
       network: this.config.network,
       subnet,
@@ -91,6 +93,12 @@ export class NodeDataPath {
   foreignDropped(): Promise<number> {
     return this.traffic.foreignDropped();
   }
+}
+
+/** The remote VTEPs a VXLAN device has FDB entries for (what it carried traffic with until now). */
+async function tunnelEndpoints(dev: string): Promise<string[]> {
+  const fdb = await listFdb(dev);
+  return [...new Set(fdb.flatMap((e) => (e.dst && parseIPv4(e.dst) !== undefined ? [e.dst] : [])))];
 }
 
 /** The node leaves the cluster: every route, neighbour, FDB entry, device and rule weft owns removed. */
