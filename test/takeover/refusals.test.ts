@@ -5,17 +5,20 @@ import { copyFile, mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { readFile } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
 import { agentArgs, labAddNode, labRestartAgent, readState, type NodeState } from '../../src/lab/lab.js';
 import { inNs, upLab } from '../helpers/lab.js';
 import { flanneldStart, nodePicture, programFlannelPeers, startWeft } from './flannel-node.js';
 
-/** Runs the agent in the foreground in a node; a refusal is an exit 1 with its line on stderr. */
+const WEFT = fileURLToPath(new URL('../../src/cli/weft.js', import.meta.url));
+
+/** Runs `weft agent FLAGS` in the foreground in a node; a refusal is an exit 1 with its line on stderr. */
 async function agentRefuses(
   args: string[],
   node: NodeState,
 ): Promise<{ code: number | null; lines: string[] }> {
   await mkdir(node.dir, { recursive: true });
-  const r = await inNs(node.netns, [process.execPath, ...args], { timeoutMs: 30_000 });
+  const r = await inNs(node.netns, [process.execPath, WEFT, 'agent', ...args], { timeoutMs: 30_000 });
   return { code: r.code, lines: r.stderr.split('\n').filter(Boolean) };
 }
 

@@ -269,7 +269,7 @@ test('weft takes over a Flannel node in place, and hands it back', { timeout: 60
       'rules still there',
     );
     assert.ok(await pings(a.netns, d.ip), 'the half-moved node still forwards');
-    const refused = await weftIn(n2, agentArgs(s, n2).slice(1));
+    const refused = await weftIn(n2, ['agent', ...agentArgs(s, n2)]);
     assert.equal(refused.code, 1);
     assert.match(refused.stderr, /iptables-nft chains .*--take-over-flannel/);
     await startWeft(s, n2, ['--take-over-flannel']);
