@@ -3,7 +3,7 @@
  * Flannel (issue 14). Flannel's CNI plugin delegates to bridge + host-local, which keeps one file per
  * address in <dataDir>/<network>/ (default /var/lib/cni/networks/cbr0): the file is named by the
  * address and holds "<containerID>\r\n<ifname>" (older versions: the container ID alone), created with
- * O_EXCL. weft-cni, given that directory as `hostLocalDir`:
+ * O_EXCL. weft-cni, given that directory as `hostLocalDir` (its store, ipam.ts, then shares it):
  *   - never hands out an address that has a file there (pods Flannel's CNI attached keep theirs);
  *   - reserves each address it hands out there too, with the same O_EXCL create and the same content, so
  *     that host-local, should the node go back to Flannel, never hands it out again, and a race with a
@@ -40,73 +40,65 @@ function files(dir: string): string[] {
   }
 }
 
-/** Addresses host-local (or weft-cni on its behalf) has given out. */
-export function hostLocalUsed(dir: string): IPv4[] {
-  return files(dir).flatMap((f) => {
-    const ip = parseIPv4(f);
-    return ip === undefined ? [] : [ip];
-  });
-}
-
-/** Reserves `ip` for the attachment; false when the address already has a file (someone else's). */
-export function reserveHostLocal(dir: string, ip: string, key: AttachmentKey): boolean {
-  let fd: number;
-  try {
-    fd = openSync(`${dir}/${ip}`, fsc.O_RDWR | fsc.O_CREAT | fsc.O_EXCL, 0o600);
-  } catch (e) {
-    if (errno(e) === 'EEXIST') return false;
-    throw new CniError(ERR.IO, `cannot reserve ${ip} in host-local's ${dir}: ${errno(e) ?? String(e)}`);
-  }
-  try {
-    writeSync(fd, key.containerId.trim() + LINE_BREAK + key.ifname);
-  } finally {
-    closeSync(fd);
-  }
-  return true;
-}
-
 /**
- * Picks with `pick` (which must honour `used`) and reserves the result in host-local's directory,
- * retrying with the next address when host-local holds it. Without a directory, just `pick`.
+ * host-local's directory of one network (e.g. /var/lib/cni/networks/cbr0), as weft-cni's allocation
+ * store shares it (ipam.ts): the addresses it holds, an exclusive reservation, a release by attachment.
  */
-export function pickBesideHostLocal(
-  dir: string | undefined,
-  used: Set<IPv4>,
-  key: AttachmentKey,
-  pick: () => IPv4,
-  format: (ip: IPv4) => string,
-): IPv4 {
-  if (dir === undefined) return pick();
-  releaseHostLocal(dir, key); // a reservation left by an ADD of this attachment that crashed before its record
-  for (const ip of hostLocalUsed(dir)) used.add(ip);
-  for (;;) {
-    const ip = pick();
-    if (reserveHostLocal(dir, format(ip), key)) return ip;
-    used.add(ip);
-  }
-}
+export class HostLocalDir {
+  constructor(readonly dir: string) {}
 
-/** Removes the attachment's files (weft-cni's reservations and host-local's own); returns their addresses. */
-export function releaseHostLocal(dir: string | undefined, key: AttachmentKey): string[] {
-  if (dir === undefined) return [];
-  const match = key.containerId.trim() + LINE_BREAK + key.ifname;
-  const released: string[] = [];
-  for (const f of files(dir)) {
-    if (parseIPv4(f) === undefined) continue;
-    let content: string;
-    try {
-      content = readFileSync(`${dir}/${f}`, 'utf8').trim();
-    } catch {
-      continue; // released meanwhile
-    }
-    if (content !== match && content !== key.containerId.trim()) continue;
-    try {
-      unlinkSync(`${dir}/${f}`);
-      released.push(f);
-    } catch (e) {
-      if (errno(e) !== 'ENOENT')
-        throw new CniError(ERR.IO, `cannot release ${f} in host-local's ${dir}: ${errno(e) ?? String(e)}`);
-    }
+  /** Addresses host-local (or weft-cni on its behalf) has given out. */
+  used(): IPv4[] {
+    return files(this.dir).flatMap((f) => {
+      const ip = parseIPv4(f);
+      return ip === undefined ? [] : [ip];
+    });
   }
-  return released;
+
+  /** Reserves `ip` for the attachment; false when the address already has a file (someone else's). */
+  reserve(ip: string, key: AttachmentKey): boolean {
+    let fd: number;
+    try {
+      fd = openSync(`${this.dir}/${ip}`, fsc.O_RDWR | fsc.O_CREAT | fsc.O_EXCL, 0o600);
+    } catch (e) {
+      if (errno(e) === 'EEXIST') return false;
+      throw new CniError(
+        ERR.IO,
+        `cannot reserve ${ip} in host-local's ${this.dir}: ${errno(e) ?? String(e)}`,
+      );
+    }
+    try {
+      writeSync(fd, key.containerId.trim() + LINE_BREAK + key.ifname);
+    } finally {
+      closeSync(fd);
+    }
+    return true;
+  }
+
+  /** Removes the attachment's files (weft-cni's reservations and host-local's own); returns their addresses. */
+  release(key: AttachmentKey): string[] {
+    const match = key.containerId.trim() + LINE_BREAK + key.ifname;
+    const released: string[] = [];
+    for (const f of files(this.dir)) {
+      if (parseIPv4(f) === undefined) continue;
+      let content: string;
+      try {
+        content = readFileSync(`${this.dir}/${f}`, 'utf8').trim();
+      } catch {
+        continue; // released meanwhile
+      }
+      if (content !== match && content !== key.containerId.trim()) continue;
+      try {
+        unlinkSync(`${this.dir}/${f}`);
+        released.push(f);
+      } catch (e) {
+        if (errno(e) !== 'ENOENT')
+          throw new CniError(
+            ERR.IO,
+            `cannot release ${f} in host-local's ${this.dir}: ${errno(e) ?? String(e)}`,
+          );
+      }
+    }
+    return released;
+  }
 }
