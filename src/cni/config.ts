@@ -157,7 +157,7 @@ export interface NetConf {
   requestedMac: string | undefined;
   prevResult: Record<string, unknown> | undefined;
   validAttachments: AttachmentKey[] | undefined;
-  /** [takeover] issue 14: host-local's allocation directory whose addresses weft-cni shares (src/cni/host-local.ts). */
+  /** host-local's allocation directory whose addresses weft-cni shares (a node taken over from Flannel; ipam.ts). */
   hostLocalDir: string | undefined;
 }
 
