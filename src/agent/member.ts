@@ -32,6 +32,8 @@ export interface NodeFacts {
 export interface MemberSetup extends NodeFacts {
   subnetFile: string;
   ipMasq: boolean;
+  /** Adopt Flannel's data path if flanneld left one on this node (else such a start is refused). */
+  takeOverFlannel: boolean;
   lease: { ttlSeconds: number; renewMarginSeconds: number };
   resyncSeconds: number;
   cloud: CloudOptions | undefined;
@@ -71,6 +73,11 @@ export async function prepareMember(s: MemberSetup): Promise<ClusterMember> {
     s.log.child({ part: 'dataplane' }),
   );
   const manager = new LeaseManager(s.etcd.registry, s.config, s.lease, s.log.child({ part: 'lease' }));
+  await datapath.adoptLeftovers({
+    takeOverFlannel: s.takeOverFlannel,
+    subnetFile: s.subnetFile,
+    leases: () => s.etcd.retry('list the subnet leases', async () => (await s.etcd.registry.list()).leases),
+  });
   await datapath.removeOtherBackends();
   const publicIP = formatIPv4(s.iface.ip);
   let mac: string | undefined;
@@ -177,10 +184,12 @@ export class ClusterMember {
       undefined,
       await previousSubnet(s.subnetFile),
     );
+    this.datapath.leaseHeld(first);
     await this.configureForLease();
     const lease = this.lease.current ?? first;
     await this.peers.resync('start');
     await this.reconciler.now();
+    await this.datapath.settle();
     this.log.info(
       {
         subnet: lease.subnet.toString(),
@@ -189,7 +198,7 @@ export class ClusterMember {
       },
       'ready',
     );
-    this.lease.startRenewing(this.timers);
+    await this.lease.startRenewing(this.timers);
     this.timers.every(s.resyncSeconds * 1000, () => this.reconciler.request());
     this.timers.every(2000, () => void this.checkEtcd());
     this.timers.every(5000, () => void this.refreshCounters());
@@ -274,6 +283,7 @@ export class ClusterMember {
       corruptLeases: this.peers.table.corruptEntries(),
       lastReconcile: this.reconciler.lastReport,
       cloud: this.cloud?.routing.status(),
+      takeover: this.datapath.takeoverStatus(),
     };
   }
 

@@ -1,10 +1,12 @@
 import type { NetworkConfig } from '../config/network-config.js';
 import { vxlanDeviceName, type Backend, type Plan } from '../backend/types.js';
-import { sysctlRead, sysctlWrite } from '../kernel/iproute.js';
-import { formatIPv4, type Cidr } from '../util/ipv4.js';
+import { listFdb, sysctlRead, sysctlWrite } from '../kernel/iproute.js';
+import type { Lease } from '../store/lease.js';
+import { formatIPv4, parseIPv4, type Cidr } from '../util/ipv4.js';
 import type { Logger } from '../util/log.js';
 import { randomMac, type ApplyReport, type DataPlane } from './dataplane.js';
 import type { PublicInterface } from './iface.js';
+import { FlannelTakeover, type TakeoverSummary } from './takeover.js';
 import type { TrafficManager } from './traffic.js';
 
 /**
@@ -15,6 +17,9 @@ import type { TrafficManager } from './traffic.js';
  * down.
  */
 export class NodeDataPath {
+  /** Flannel's data path being taken over on this start (--take-over-flannel), if it was here. */
+  private takeover: FlannelTakeover | undefined;
+
   constructor(
     private readonly dp: DataPlane,
     private readonly traffic: TrafficManager,
@@ -71,12 +76,15 @@ export class NodeDataPath {
       await sysctlWrite('net.ipv4.ip_forward', '1');
       this.log.info('enabled net.ipv4.ip_forward: pod traffic is forwarded by this node');
     }
+    const vxlanDev = this.vxlanDevice();
+    if (vxlanDev) this.traffic.seedPeers(await tunnelEndpoints(vxlanDev));
     await this.traffic.ensureRules({
       network: this.config.network,
       subnet,
       ipMasq: this.ipMasq,
       overlayPort: this.backend.usesVxlan ? this.config.backend.port : undefined,
     });
+    await this.takeover?.afterRules(); // Flannel's rules go once weft's are in
     // ARP from the node's own address, not a pod-range one: cloud anti-spoofing checks ARP senders too.
     if (cloudRouted) await sysctlWrite('net.ipv4.conf.all.arp_announce', '2');
   }
@@ -91,6 +99,53 @@ export class NodeDataPath {
   foreignDropped(): Promise<number> {
     return this.traffic.foreignDropped();
   }
+
+  // ------------------------------------------- what another data path left here (issue 14: Flannel)
+
+  /**
+   * Before weft makes anything on this node: Flannel's data path is adopted (--take-over-flannel: its
+   * VXLAN device renamed to weft's, see takeover.ts) or the start refused in one line naming what was
+   * found; so is another program's VXLAN device on weft's VNI and port.
+   */
+  async adoptLeftovers(o: {
+    takeOverFlannel: boolean;
+    subnetFile: string;
+    leases: () => Promise<Lease[]>;
+  }): Promise<void> {
+    this.takeover = await FlannelTakeover.prepare({
+      allowed: o.takeOverFlannel,
+      usesVxlan: this.backend.usesVxlan,
+      vni: this.config.backend.vni,
+      port: this.config.backend.port,
+      iface: { name: this.iface.name, ip: formatIPv4(this.iface.ip) },
+      network: this.config.network,
+      subnetLen: this.config.subnetLen,
+      ipMasq: this.ipMasq,
+      subnetFile: o.subnetFile,
+      leases: o.leases,
+      log: this.log.child({ part: 'takeover' }),
+    });
+  }
+
+  /** The lease held after the first acquisition: on a takeover, whether it is Flannel's. */
+  leaseHeld(lease: Lease): void {
+    this.takeover?.leaseHeld(lease);
+  }
+
+  /** After the first reconcile: what Flannel left and weft did not take over is removed. */
+  async settle(): Promise<void> {
+    await this.takeover?.finish();
+  }
+
+  takeoverStatus(): TakeoverSummary | undefined {
+    return this.takeover?.summary();
+  }
+}
+
+/** The remote VTEPs a VXLAN device has FDB entries for (what it carried traffic with until now). */
+async function tunnelEndpoints(dev: string): Promise<string[]> {
+  const fdb = await listFdb(dev);
+  return [...new Set(fdb.flatMap((e) => (e.dst && parseIPv4(e.dst) !== undefined ? [e.dst] : [])))];
 }
 
 /** The node leaves the cluster: every route, neighbour, FDB entry, device and rule weft owns removed. */

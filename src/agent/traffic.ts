@@ -70,19 +70,30 @@ interface NftJson {
 export class TrafficManager {
   private applied: string | undefined;
   private peers: string[] | undefined;
+  /** Peers known before the first rule set (the tunnel's entries: a restart, a takeover). */
+  private seed: string[] = [];
 
   constructor(private readonly log: Logger) {}
 
   /**
+   * Peers to admit from the first rule set on, before any plan set them: the endpoints the tunnel
+   * already carries traffic with. Without them, a start after a clean stop (which removed the table)
+   * or on a node taken over from Flannel would drop their packets until the first reconcile.
+   */
+  seedPeers(ips: string[]): void {
+    if (this.applied === undefined) this.seed = ips;
+  }
+
+  /**
    * Installs the rules if they differ from what this process installed. The new table carries the
-   * current peer set and the drop counter over, so replacing it (e.g. on a restart) never drops a
-   * peer's packet and never resets the counter.
+   * current peer set (at first: the old table's and the seed) and the drop counter over, so replacing
+   * it (e.g. on a restart) never drops a peer's packet and never resets the counter.
    */
   async ensureRules(r: TrafficRules): Promise<void> {
     const text = rulesetText(r);
     if (text === this.applied) return;
     const existing = await this.readExisting();
-    if (this.peers === undefined) this.peers = existing.peers;
+    if (this.peers === undefined) this.peers = [...new Set([...existing.peers, ...this.seed])].sort();
     const counter = `counter foreign_overlay {\n    packets ${existing.packets} bytes ${existing.bytes}\n  }`;
     const elems =
       this.peers.length > 0 ? `add element ip ${NFT_TABLE} peers { ${this.peers.join(', ')} }\n` : '';
@@ -133,5 +144,6 @@ export class TrafficManager {
     await nftDeleteTable('ip', NFT_TABLE);
     this.applied = undefined;
     this.peers = undefined;
+    this.seed = [];
   }
 }

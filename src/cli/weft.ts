@@ -59,6 +59,11 @@ program
   .option('--cloud-config <path>', "clouds.yaml to use (default: openstacksdk's search order)")
   .option('--cluster-name <name>', 'recorded as owner of every cloud route and pair', 'weft')
   .option('--cloud-resync <seconds>', 'period of the cloud re-check', '30')
+  .option(
+    '--take-over-flannel',
+    "adopt Flannel's data path on this node in place (device, lease, routes; its rules removed once weft's are in)",
+  )
+  .option('--keep-data-path', 'on stop, leave the nftables rules too (everything keeps forwarding; rollback)')
   .addOption(
     new Option('--log-level <level>', 'log level')
       .choices(['debug', 'info', 'warn', 'error'])
@@ -118,6 +123,25 @@ program
     const r = await agentRequest(o.socket, '/leave', 'POST');
     process.stdout.write(r.body);
     process.exitCode = r.code === 200 ? 0 : 1;
+  });
+
+program
+  .command('hand-back-to-flannel')
+  .description(
+    'rollback, with the agent stopped (--keep-data-path): weft.<VNI> becomes flannel.<VNI> again for flanneld to reuse',
+  )
+  .option('--finish', "once flanneld is up: remove weft's nftables table")
+  .action(async (o: { finish?: boolean }) => {
+    const { handBackToFlannel } = await import('../agent/takeover.js');
+    const { TrafficManager } = await import('../agent/traffic.js');
+    const { createLogger } = await import('../util/log.js');
+    const log = createLogger({ level: 'warn' });
+    const lines = await handBackToFlannel({
+      finish: o.finish === true,
+      removeWeftRules: () => new TrafficManager(log).remove(),
+      log,
+    });
+    process.stdout.write(lines.join('\n') + '\n');
   });
 
 program

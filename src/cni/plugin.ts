@@ -66,10 +66,10 @@ function faultPoint(point: string): void {
 
 function store(conf: NetConf): IpamStore {
   const t = Number(process.env.WEFT_CNI_LOCK_TIMEOUT_MS);
-  return new IpamStore(
-    `${conf.dataDir}/${conf.name}`,
-    Number.isFinite(t) && t > 0 ? { lockTimeoutMs: t } : {},
-  );
+  return new IpamStore(`${conf.dataDir}/${conf.name}`, {
+    ...(Number.isFinite(t) && t > 0 && { lockTimeoutMs: t }),
+    ...(conf.hostLocalDir !== undefined && { hostLocalDir: conf.hostLocalDir }),
+  });
 }
 
 function errnoOf(e: unknown): string {
@@ -370,7 +370,7 @@ export function cmdAdd(env: CniEnv, conf: NetConf, cniArgs: Map<string, string>)
     for (const a of mine) if (a !== reuse) st.remove(a);
     if (reuse) return reuse;
     const used = new Set(all.filter((a) => a.hash !== hash).map((a) => a.ip));
-    const ip = st.pick(senv.subnet, senv.gateway, used, requested);
+    const ip = st.pick(senv.subnet, senv.gateway, used, requested, key);
     fresh = true;
     const rec: AllocationRecord = {
       containerId: key.containerId,
@@ -551,7 +551,23 @@ export function cmdDel(env: CniEnv, conf: NetConf): void {
   for (const v of veths) deleteHostVeth(v);
   trace('veth deleted');
   if (mine.length > 0) st.withLock(() => st.findByHash(hash).forEach((a) => st.remove(a)));
+  // A pod Flannel's CNI attached (hostLocalDir): released as host-local's DEL would, and its veth
+  // (the bridge plugin's, not named by weft) deleted from inside the pod's namespace.
+  const foreign = st.releaseShared(key);
+  if (foreign.length > 0 && mine.length === 0 && env.netns) deletePodIface(env.netns, key.ifname);
   trace('released');
+}
+
+/** Deletes the pod's end of a veth pair (which takes the host end with it); gone already is fine. */
+function deletePodIface(netns: string, ifname: string): void {
+  let f: OpFailure | undefined;
+  try {
+    [f] = kernel([{ op: 'link-del', name: ifname }], { netns });
+  } catch {
+    return; // the namespace is gone, and the pair with it
+  }
+  if (f && !isNotFound(f))
+    throw new CniError(ERR.KERNEL, `cannot delete ${ifname} in ${netns}: ${f.message}`);
 }
 
 // -------------------------------------------------------------------------------------------- CHECK

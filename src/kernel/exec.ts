@@ -9,9 +9,21 @@ import { KernelError } from './errors.js';
  * plugin, which does one thing at a time and must not return before the kernel has answered.
  */
 
-export type KernelTool = 'ip' | 'bridge' | 'nft' | 'tc' | 'sysctl' | 'ethtool' | 'nsenter';
+export type KernelTool =
+  | 'ip'
+  | 'bridge'
+  | 'nft'
+  | 'tc'
+  | 'sysctl'
+  | 'ethtool'
+  | 'nsenter'
+  /** Flannel's rules (a node taken over from it): both flavours of iptables, read and removed. */
+  | `iptables-${'nft' | 'legacy'}-${'save' | 'restore'}`;
 
 const paths = new Map<string, string>();
+
+/** Whether a system tool is installed (in one of the directories toolPath looks in). */
+export const hasTool = (name: KernelTool): boolean => toolPath(name).startsWith('/');
 
 /** Absolute path of a system tool: runtimes often run CNI plugins with a PATH that lacks /usr/sbin. */
 export function toolPath(name: string): string {

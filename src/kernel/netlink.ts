@@ -265,6 +265,13 @@ class Session {
       }
       case 'link-del':
         return { type: RTM_DELLINK, flags: 0, body: Buffer.concat([ifinfomsg(), str(IFLA_IFNAME, o.name)]) };
+      case 'link-rename':
+        // The device by its index, its new name as IFLA_IFNAME.
+        return {
+          type: RTM_NEWLINK,
+          flags: 0,
+          body: Buffer.concat([ifinfomsg({ index: this.index(o.name) }), str(IFLA_IFNAME, o.to)]),
+        };
       case 'addr-add':
       case 'addr-replace':
       case 'addr-del': {
@@ -410,6 +417,7 @@ export function executeNetlink(nl: Addon, ops: readonly Op[], o: ExecuteOptions 
         }
       }
       if (op.op === 'link-del' || op.op.startsWith('link-add')) s.forget((op as { name: string }).name);
+      if (op.op === 'link-rename') [op.name, op.to].forEach((n) => s.forget(n));
       pending.push({ index: i, req });
       if (o.stopOnFailure || pending.length >= CHUNK) flush();
     }

@@ -37,6 +37,8 @@ export type Op =
       hairpin?: boolean;
     }
   | { op: 'link-del'; name: string }
+  /** A new name for a device; the kernel renames an up device since 6.2 (older ones answer EBUSY). */
+  | { op: 'link-rename'; name: string; to: string }
   | { op: 'addr-add' | 'addr-replace' | 'addr-del'; dev: string; cidr: string; broadcast?: boolean }
   | {
       op: 'route-add' | 'route-append' | 'route-replace' | 'route-del';
@@ -91,6 +93,8 @@ export function render(o: Op): Rendered {
     }
     case 'link-del':
       return ip(`link del ${o.name}`);
+    case 'link-rename':
+      return ip(`link set dev ${o.name} name ${o.to}`);
     case 'addr-add':
     case 'addr-replace':
     case 'addr-del':

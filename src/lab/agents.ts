@@ -116,9 +116,21 @@ export function agentArgs(state: LabState, node: NodeState): string[] {
   ];
 }
 
-/** Starts a lab node's agent (journaled, so that `lab down` stops it); returns its pid. */
-export async function startAgent(state: LabState, node: NodeState, j?: Journal): Promise<number> {
-  const a = await spawnAgent({ netns: node.netns, dir: node.dir, args: agentArgs(state, node) });
+/**
+ * Starts a lab node's agent (journaled, so that `lab down` stops it); returns its pid. `extraArgs`
+ * follow the lab's flags (a test starting an agent with --take-over-flannel on a Flannel-built node).
+ */
+export async function startAgent(
+  state: LabState,
+  node: NodeState,
+  j?: Journal,
+  extraArgs: string[] = [],
+): Promise<number> {
+  const a = await spawnAgent({
+    netns: node.netns,
+    dir: node.dir,
+    args: [...agentArgs(state, node), ...extraArgs],
+  });
   await j?.record({ kind: 'process', pid: a.supervisorPid, what: `agent ${node.name} supervisor` });
   await j?.record({ kind: 'process', pid: a.pid, what: `agent ${node.name}` });
   return a.pid;

@@ -15,20 +15,23 @@ import { assertNodeCanLeave, joinUnderlay, leaveUnderlay, type Progress } from '
 
 /** Nodes joining and leaving a running lab. */
 
-/** Adds a node to a running lab and starts its agent; unless told not to wait, waits for it and attaches pods. */
+/**
+ * Adds a node to a running lab and starts its agent; unless told not to wait, waits for it and attaches
+ * pods. `agent: false` plugs a bare node into the underlay (for a node a test builds as flanneld would).
+ */
 export async function labAddNode(
   name: string,
-  opts: { pods?: number; waitForReady?: boolean } = {},
+  opts: { pods?: number; waitForReady?: boolean; agent?: boolean } = {},
 ): Promise<NodeState> {
   const s = await readState(name);
   const j = new Journal(labDir(name));
   const plan = await joinUnderlay(s, labDir(name), j, nextNodeIndex(s.nodes));
   const node: NodeState = { ...plan, agentPid: 0, dir: join(labDir(name), 'nodes', plan.name) };
-  node.agentPid = await startAgent(s, node, j);
+  if (opts.agent !== false) node.agentPid = await startAgent(s, node, j);
   s.nodes.push(node);
   s.spec = { ...s.spec, nodes: s.nodes.length };
   await writeState(s);
-  if (opts.waitForReady !== false) {
+  if (opts.waitForReady !== false && opts.agent !== false) {
     await waitReady(node);
     await attachPodsTo(s, node, opts.pods ?? s.spec.podsPerNode, j);
     await writeState(s);

@@ -189,3 +189,55 @@ test('stopping at the first failure: the Ops after it are not carried out, by ei
     );
   }
 });
+
+test('a device renamed, while up and down/rename/up, keeps its MAC, FDB and routes, by either implementation', async (t) => {
+  for (const [k, tag] of [
+    [kernelOps(), 'e'],
+    [iproute2, 'f'],
+  ] as const) {
+    const ns = await scratch(t, tag);
+    await k.execute(nodeOps(ns.pod), { netns: ns.node });
+    const live = await k.execute([{ op: 'link-rename', name: 'weft.1', to: 'flannel.1' }], {
+      netns: ns.node,
+    });
+    assert.deepEqual(live, [], `${k.name}: renamed while up`);
+    // The older kernels' way, with what going down flushes put back in the same run of Ops.
+    const downUp = await k.execute(
+      [
+        { op: 'link-set', name: 'flannel.1', up: false },
+        { op: 'link-rename', name: 'flannel.1', to: 'weft.9' },
+        { op: 'link-set', name: 'weft.9', up: true },
+        { op: 'neigh-replace', ip: '10.244.2.0', lladdr: '02:bb:00:00:00:02', dev: 'weft.9' },
+        {
+          op: 'route-replace',
+          dst: '10.244.2.0/24',
+          via: '10.244.2.0',
+          dev: 'weft.9',
+          onlink: true,
+          proto: 87,
+        },
+        { op: 'link-rename', name: 'nope0', to: 'nope1' },
+      ],
+      { netns: ns.node },
+    );
+    assert.deepEqual(
+      downUp.map((f) => f.index),
+      [5],
+      `${k.name}: ${downUp.map((f) => f.message).join('; ')}`,
+    );
+    assert.ok(isNotFound(downUp[0]!), `${k.name}: ${downUp[0]!.message}`);
+    const link = await query(Q.link('weft.9'), ns.node);
+    assert.equal(link?.address, '02:aa:00:00:00:01', `${k.name}: the MAC is kept`);
+    assert.ok(link?.flags.includes('UP'), k.name);
+    assert.deepEqual(
+      (await query(Q.fdb('weft.9'), ns.node)).filter((e) => e.dst).map((e) => `${e.mac} ${e.dst}`),
+      ['02:bb:00:00:00:02 198.18.0.12'],
+      `${k.name}: the FDB survives`,
+    );
+    assert.deepEqual(
+      (await query(Q.routes(['dev', 'weft.9']), ns.node)).map((r) => `${r.dst} ${r.gateway} ${r.protocol}`),
+      ['10.244.2.0/24 10.244.2.0 87'],
+      `${k.name}: the route is back`,
+    );
+  }
+});

@@ -41,6 +41,7 @@ test('render: every Op is the iproute2 batch line the callers used to write by h
     [{ op: 'link-set', name: 'weft.1', noIpv6LinkLocal: true }, 'ip link set weft.1 addrgenmode none'],
     [{ op: 'link-set', name: 'veth1', hairpin: true }, 'ip link set veth1 type bridge_slave hairpin on'],
     [{ op: 'link-del', name: 'veth1' }, 'ip link del veth1'],
+    [{ op: 'link-rename', name: 'flannel.1', to: 'weft.1' }, 'ip link set dev flannel.1 name weft.1'],
     [
       { op: 'addr-replace', dev: 'cni0', cidr: '10.244.1.1/24', broadcast: true },
       'ip addr replace 10.244.1.1/24 broadcast + dev cni0',
