@@ -211,6 +211,11 @@ static int tcx_query(int ifindex, __u32 *ids, __u32 *count)
 	return err;
 }
 
+/*
+ * Attached last in the device's tcx chain (no BPF_F_BEFORE), or in the place of the program it
+ * replaces: a program that asked to run first (weft trace's, BPF_F_BEFORE) sees every packet before
+ * this one redirects it, whichever of the two came first.
+ */
 static int tcx_attach(int ifindex, int prog_fd, int replace_fd)
 {
 	union tcx_attr a;

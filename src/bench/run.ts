@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { agentGet } from '../cli/status-command.js';
+import { agentGet } from '../agent/client.js';
 import { BACKEND_TYPES, type BackendType } from '../config/network-config.js';
 import {
   labAttachPods,
@@ -151,7 +151,7 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
         if (s.backend !== backend || (s.spec.fastPath ?? 'none') !== fastPath) {
           const fp = fastPath === 'none' ? '' : ` with the BPF fast path`;
           say(`switching the lab to ${backend}${fp} (agents restart, waiting until ready)`);
-          await labSwitchBackend(s.name, backend, undefined, fastPath);
+          await labSwitchBackend(s.name, backend, undefined, { fastPath });
           s = await readState(s.name);
         }
         if (rep === 1) live[i] = await preparePhase(i, backend, fastPath);
@@ -163,7 +163,7 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
     const now = await readState(s.name).catch(() => s);
     if (now.backend !== before || (now.spec.fastPath ?? 'none') !== fastPathBefore) {
       say(`restoring the lab's backend ${before}`);
-      await labSwitchBackend(s.name, before, undefined, fastPathBefore).catch((e: unknown) =>
+      await labSwitchBackend(s.name, before, undefined, { fastPath: fastPathBefore }).catch((e: unknown) =>
         say(`cannot restore backend ${before}: ${describeError(e)}`),
       );
     }

@@ -2,8 +2,11 @@ import { Counter, Gauge, type Registry } from 'prom-client';
 
 /**
  * The fast path's counters on the agent's /metrics: what the BPF program did with each packet it
- * saw (per-CPU counters in its weft_stats map, summed by the loader), as
- * weft_fastpath_packets_total{path="fast"|"slow", reason} and the same in bytes.
+ * saw (per-CPU counters in its weft_stats map, summed by the loader over this namespace's objects),
+ * as weft_fastpath_packets_total{path="fast"|"slow", reason} and the same in bytes. Read from the
+ * kernel at scrape time (one loader run per scrape, none between scrapes); the kernel's figures
+ * start again from zero when the fast path is removed and attached again, a counter reset to
+ * Prometheus.
  */
 export type KernelCounters = Record<string, [number, number]>;
 
@@ -23,42 +26,40 @@ const LABELS: Record<string, { path: 'fast' | 'slow'; reason: string }> = {
   not_pod: { path: 'slow', reason: 'not_for_a_pod' },
 };
 
-export class FastPathMetrics {
-  readonly active: Gauge;
-  private readonly packets: Counter;
-  private readonly bytes: Counter;
-  /** The kernel's last figures: counters only grow here, even when the kernel's restart from 0. */
-  private last = new Map<string, [number, number]>();
-
-  constructor(registry: Registry) {
-    this.active = new Gauge({
-      name: 'weft_fastpath_active',
-      help: '1 while the BPF fast path is attached in this node, 0 when pod traffic takes the normal path only',
-      registers: [registry],
-    });
-    this.packets = new Counter({
-      name: 'weft_fastpath_packets_total',
-      help: 'Packets seen by the BPF fast path: sent straight to their next device (fast) or left to the normal stack (slow), by reason',
+export function registerFastPathMetrics(
+  registry: Registry,
+  counters: () => Promise<KernelCounters | undefined>,
+): Gauge {
+  // Both families ask within one scrape: one loader run serves them.
+  let pending: Promise<KernelCounters | undefined> | undefined;
+  const read = () => {
+    pending ??= counters().finally(() => setTimeout(() => (pending = undefined), 500).unref());
+    return pending;
+  };
+  const family = (name: string, help: string, index: 0 | 1) =>
+    new Counter({
+      name,
+      help,
       labelNames: ['path', 'reason'],
       registers: [registry],
+      async collect() {
+        const c = await read();
+        this.reset();
+        for (const [k, v] of Object.entries(c ?? {})) {
+          const labels = LABELS[k];
+          if (labels) this.inc(labels, v[index]);
+        }
+      },
     });
-    this.bytes = new Counter({
-      name: 'weft_fastpath_bytes_total',
-      help: 'Bytes of the packets in weft_fastpath_packets_total',
-      labelNames: ['path', 'reason'],
-      registers: [registry],
-    });
-  }
-
-  update(counters: KernelCounters): void {
-    for (const [name, [p, b]] of Object.entries(counters)) {
-      const labels = LABELS[name];
-      if (!labels) continue;
-      const [lp, lb] = this.last.get(name) ?? [0, 0];
-      // A smaller figure: the kernel's counters started again (a new object): count from 0.
-      this.packets.inc(labels, p >= lp ? p - lp : p);
-      this.bytes.inc(labels, b >= lb ? b - lb : b);
-      this.last.set(name, [p, b]);
-    }
-  }
+  family(
+    'weft_fastpath_packets_total',
+    'Packets seen by the BPF fast path: sent straight to their next device (fast) or left to the normal stack (slow), by reason',
+    0,
+  );
+  family('weft_fastpath_bytes_total', 'Bytes of the packets in weft_fastpath_packets_total', 1);
+  return new Gauge({
+    name: 'weft_fastpath_active',
+    help: '1 while the BPF fast path is attached in this node, 0 when pod traffic takes the normal path only',
+    registers: [registry],
+  });
 }

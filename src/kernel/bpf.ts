@@ -6,11 +6,11 @@ import { WeftError } from '../util/errors.js';
 
 /**
  * The BPF fast path's kernel calls: the native loader `weft-fastpath` (native/fastpath/, built with
- * the BPF object into dist/fastpath/ by scripts/build-fastpath.mjs). One process per change: the
- * agent hands it a whole script (1,000 peers in one run), the CNI plugin one pod. It answers with
+ * the BPF object into dist/native/fastpath/ by scripts/build-fastpath.mjs). One process per change:
+ * the agent hands it a whole script (1,000 peers in one run), the CNI plugin one pod. It answers with
  * one JSON object; exit 3 means the kernel cannot run the fast path (the reason is one line).
  */
-const DIR = new URL('../../fastpath/', import.meta.url);
+const DIR = new URL('../../native/fastpath/', import.meta.url);
 export const FASTPATH_LOADER = fileURLToPath(new URL('weft-fastpath', DIR));
 export const FASTPATH_OBJECT = fileURLToPath(new URL('fastpath.bpf.o', DIR));
 

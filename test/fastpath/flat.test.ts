@@ -15,15 +15,10 @@ import {
 import { cmdline } from '../../src/lab/netns.js';
 import { run } from '../../src/util/exec.js';
 import { allPairsFailures, eventually, inNs, pings, seenSource, tcpTransfer, upLab } from '../helpers/lab.js';
-import {
-  addTestService,
-  delTestService,
-  kernelCounters,
-  loaderStatus,
-  metricPackets,
-  pingRun,
-  survivingBpfObjects,
-} from './helpers.js';
+import { serviceAdd, serviceDel } from '../../src/lab/services.js';
+import { labTrace } from '../../src/trace/run.js';
+import { assertOrdered, assertTraceClean, hopsIn, journey } from '../trace/helpers.js';
+import { kernelCounters, loaderStatus, metricPackets, pingRun, survivingBpfObjects } from './helpers.js';
 
 const WEFT = fileURLToPath(new URL('../../src/cli/weft.js', import.meta.url));
 const MiB = 1024 * 1024;
@@ -115,6 +110,38 @@ test(
     });
 
     await t.test(
+      'weft trace sees the packets the fast path redirects: hop by hop, same node and over VXLAN',
+      async () => {
+        const c0 = await kernelCounters(n1);
+        for (const to of [a2, b1]) {
+          const tr = await labTrace(name, a1.name, to.name);
+          assert.equal(tr.summary.verdict, 'delivered', `${tr.summary.why}\n${journey(tr, 'request')}`);
+          assertOrdered(tr.hops);
+          const req = hopsIn(tr, 'request');
+          // The tracer runs before the fast path on the host veth (it attaches first in the tcx chain):
+          // the packet is seen arriving there, then in the next device, with no bridge in between.
+          assert.deepEqual(
+            req.filter((h) => h.netns === n1.netns).map((h) => `${h.deviceKind} ${h.hook}`)[0],
+            'veth ingress',
+            journey(tr, 'request'),
+          );
+          assert.ok(
+            !tr.hops.some((h) => h.deviceKind === 'bridge'),
+            `no hop on the bridge: ${journey(tr, 'request')}`,
+          );
+          const last = req[req.length - 1]!;
+          assert.deepEqual([last.netns, last.event], [to.netns, 'delivered']);
+          assert.match(tr.summary.dataPath[0]!.path, /BPF fast path/, JSON.stringify(tr.summary.dataPath));
+          await assertTraceClean(state, tr);
+        }
+        const c1 = await kernelCounters(n1);
+        assert.ok(c1.fast_local! > c0.fast_local! && c1.fast_vxlan! > c0.fast_vxlan!);
+        // The fast path is untouched by the tracer coming and going.
+        assert.equal((await loaderStatus(n1)).objects.length, 1);
+      },
+    );
+
+    await t.test(
       'TTL as on the kernel path: bridged on a node, one hop per node routed, expiry answered',
       async () => {
         const ttlOf = async (ip: string) =>
@@ -150,24 +177,37 @@ test(
     });
 
     await t.test(
-      'pod → a service VIP (DNAT on the client node) works, its replies un-DNATed by the stack',
+      "lab services (kube-proxy's rules): pod → ClusterIP on another node and on the same node, replies un-NATed",
       async () => {
-        const vip = '10.96.0.10';
-        // Backend on another node: the reply comes back over VXLAN and must be un-DNATed on n1.
-        await addTestService(n1, vip, 5204, b1.ip);
+        // Backend on another node: DNAT on n1, the reply comes back over VXLAN and must be un-DNATed on n1.
+        const far = await serviceAdd(state, { name: 'far', port: 5204, to: [b1.name] });
         const c0 = await kernelCounters(n1);
-        assert.equal(await tcpTransfer(a1.netns, b1.netns, vip, MiB, 5204), MiB);
+        assert.equal(await tcpTransfer(a1.netns, b1.netns, far.vip, MiB, 5204), MiB);
         const c1 = await kernelCounters(n1);
         assert.ok(
           c1.slow_nat! > c0.slow_nat!,
           `n1 left the NAT'd replies to the stack (slow_nat ${c0.slow_nat} → ${c1.slow_nat})`,
         );
-        // Backend on the same node: the reply is bridged and un-DNATed by bridge netfilter.
-        await delTestService(n1);
-        await addTestService(n1, vip, 5205, a2.ip);
-        assert.equal(await tcpTransfer(a1.netns, a2.netns, vip, MiB, 5205), MiB);
+        assert.ok(c1.slow_unknown_destination! > c0.slow_unknown_destination!, 'the VIP is not a pod');
+        // Backend on the same node: the reply is bridged, and un-DNATed by bridge netfilter.
+        const near = await serviceAdd(state, { name: 'near', port: 5205, to: [a2.name] });
+        assert.equal(await tcpTransfer(a1.netns, a2.netns, near.vip, MiB, 5205), MiB);
         assert.ok((await kernelCounters(n1)).slow_nat! > c1.slow_nat!);
-        await delTestService(n1);
+        // (A reply that kept the pod's address would reach a client expecting the VIP: no transfer.)
+        await serviceDel(state, 'far');
+        await serviceDel(state, 'near');
+      },
+    );
+
+    await t.test(
+      'lab services: a NodePort from the external host to a pod on another node and on its own node',
+      async () => {
+        const svc = await serviceAdd(state, { name: 'np', port: 5207, nodePort: 30207, to: [a1.name] });
+        // n2's NodePort: DNAT and masquerade on n2, to a1 over VXLAN; a1's replies to n2 on the fast path.
+        assert.equal(await tcpTransfer(state.external.netns, a1.netns, n2.publicIP, MiB, 30207, 5207), MiB);
+        // n1's own NodePort: DNAT to its own pod.
+        assert.equal(await tcpTransfer(state.external.netns, a1.netns, n1.publicIP, MiB, 30207, 5207), MiB);
+        await serviceDel(state, svc.name);
       },
     );
 
@@ -186,7 +226,7 @@ test(
     });
 
     await t.test('host-gw: every pod reaches every pod over the routed fast path', async () => {
-      await labSwitchBackend(name, 'host-gw', undefined, 'bpf');
+      await labSwitchBackend(name, 'host-gw', undefined, { fastPath: 'bpf' });
       const s = await readState(name);
       const st = await loaderStatus(n1);
       assert.deepEqual(
@@ -220,7 +260,7 @@ test(
       async () => {
         const ids = await idsOf(state.nodes);
         assert.equal(ids.progs.length, 3);
-        await labSwitchBackend(name, 'host-gw', undefined, 'none');
+        await labSwitchBackend(name, 'host-gw', undefined, { fastPath: 'none' });
         for (const n of state.nodes) {
           const st = await loaderStatus(n);
           assert.deepEqual([st.objects, st.attached], [[], {}], `${n.name}: nothing of weft's left`);
@@ -234,7 +274,7 @@ test(
     );
 
     await t.test('weft leave removes the node’s fast path with the rest of its data path', async () => {
-      await labSwitchBackend(name, 'vxlan', undefined, 'bpf');
+      await labSwitchBackend(name, 'vxlan', undefined, { fastPath: 'bpf' });
       const ids = await idsOf([n3]);
       assert.equal(ids.progs.length, 1);
       const r = await run(process.execPath, [WEFT, 'leave', '--socket', join(n3.dir, 'agent.sock')]);

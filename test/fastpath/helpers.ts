@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { agentGet } from '../../src/cli/status-command.js';
+import { agentGet } from '../../src/agent/client.js';
 import { FASTPATH_LOADER } from '../../src/kernel/bpf.js';
 import type { NodeState } from '../../src/lab/lab.js';
 import { run } from '../../src/util/exec.js';
@@ -45,38 +45,6 @@ export async function survivingBpfObjects(progs: number[], maps: number[]): Prom
     if ((await run('bpftool', ['map', 'show', 'id', String(id)], { allowFailure: true })).code === 0)
       alive.push(`map ${id}`);
   return alive;
-}
-
-/**
- * A ClusterIP the way kube-proxy makes one, reduced to its core: DNAT of VIP:port to one backend on
- * the client's node (prerouting for pods, output for the node itself), in a table of the test's own.
- * The lab's full services (kube-proxy's nftables ruleset) live on another branch.
- */
-export async function addTestService(
-  node: NodeState,
-  vip: string,
-  port: number,
-  backendIp: string,
-): Promise<void> {
-  const rules = [
-    'table ip wfp-test-svc {',
-    '  chain prerouting {',
-    '    type nat hook prerouting priority dstnat; policy accept;',
-    `    ip daddr ${vip} tcp dport ${port} dnat to ${backendIp}:${port}`,
-    '  }',
-    '  chain output {',
-    '    type nat hook output priority -100; policy accept;',
-    `    ip daddr ${vip} tcp dport ${port} dnat to ${backendIp}:${port}`,
-    '  }',
-    '}',
-    '',
-  ].join('\n');
-  const r = await inNs(node.netns, ['nft', '-f', '-'], { input: rules });
-  if (r.code !== 0) throw new Error(`cannot add the test service in ${node.name}: ${r.stderr}`);
-}
-
-export async function delTestService(node: NodeState): Promise<void> {
-  await inNs(node.netns, ['nft', 'delete', 'table', 'ip', 'wfp-test-svc']);
 }
 
 /** Pings every `intervalMs` for `count` packets; resolves with [transmitted, received]. */
