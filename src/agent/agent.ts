@@ -3,7 +3,14 @@ import { readFile } from 'node:fs/promises';
 import { parseNetworkConfig, type NetworkConfig } from '../config/network-config.js';
 import { parseSubnetEnv, writeSubnetEnv } from '../config/subnet-env.js';
 import { createBackend } from '../backend/index.js';
-import { podMtu, vxlanDeviceName, type Backend, type NodeContext, type PeerPlan } from '../backend/types.js';
+import {
+  PATH_KINDS,
+  podMtu,
+  vxlanDeviceName,
+  type Backend,
+  type NodeContext,
+  type PeerPlan,
+} from '../backend/types.js';
 import { getLink, sysctlRead, sysctlWrite } from '../kernel/iproute.js';
 import { configKey, isReservation, vtepOf, type Lease, type LeaseAttrs } from '../store/lease.js';
 import { connectEtcd, SubnetRegistry, type WatchEvent } from '../store/registry.js';
@@ -20,6 +27,7 @@ import { CloudRouting, type CloudOptions } from './cloud.js';
 import { CloudConfigError, OpenStackUnreachableError } from '../openstack/errors.js';
 import { CloudProviderError } from '../cloud/provider.js';
 import { startCniServer, type CniServer } from '../cni/server.js';
+import { createBackendDataPath, type BackendDataPath } from './backend-datapath.js';
 
 export interface AgentOptions {
   etcdEndpoints: string[];
@@ -95,6 +103,8 @@ export class Agent implements StatusSource {
   private stopping = false;
   private cloud: CloudRouting | undefined;
   private cniServer: CniServer | undefined;
+  // [backend data path] udp's TUN device and native process; nothing for the kernel-only backends.
+  private dataPath: BackendDataPath | undefined;
 
   constructor(private readonly opts: AgentOptions) {
     this.log = opts.log;
@@ -112,6 +122,7 @@ export class Agent implements StatusSource {
     if (!this.lease) reasons.push('no subnet lease yet');
     if (!this.programmed) reasons.push('data path not programmed yet');
     if (!this.etcdUp) reasons.push(`etcd at ${this.opts.etcdEndpoints.join(',')} is unreachable`);
+    reasons.push(...(this.dataPath?.readiness() ?? [])); // [backend data path]
     return { ready: reasons.length === 0, reasons };
   }
 
@@ -136,6 +147,7 @@ export class Agent implements StatusSource {
       corruptLeases: [...this.corrupt].map(([key, reason]) => ({ key, reason })),
       lastReconcile: this.lastReport,
       cloud: this.cloud?.status(),
+      dataPath: this.dataPath?.status(), // [backend data path]
     };
   }
 
@@ -168,6 +180,15 @@ export class Agent implements StatusSource {
     this.config = parseNetworkConfig(text); // a ConfigError here is fatal: the caller prints it and exits
     this.backend = createBackend(this.config);
     this.iface = await selectPublicInterface(o.ifaces, o.publicIp);
+    // [backend data path]
+    this.dataPath = createBackendDataPath(this.backend, {
+      config: this.config,
+      ifaceMtu: this.iface.mtu,
+      publicIP: formatIPv4(this.iface.ip),
+      subnetFile: o.subnetFile,
+      log: this.log,
+      registry: this.promRegistry,
+    });
     this.log.info(
       {
         backend: this.backend.type,
@@ -330,6 +351,7 @@ export class Agent implements StatusSource {
     if (this.lease) await this.registry.casDelete(this.lease).catch(() => undefined);
     await this.dp.apply({ routes: [], vteps: [], peers: [] }, undefined).catch(() => undefined);
     await this.dp.removeVxlanDevices().catch(() => undefined);
+    await this.dataPath?.remove().catch(() => undefined); // [backend data path]
     await this.traffic.remove().catch(() => undefined);
   }
 
@@ -338,6 +360,7 @@ export class Agent implements StatusSource {
     for (const t of [...this.timers, ...this.reaps.values()]) clearInterval(t);
     await this.stopWatch?.().catch(() => undefined);
     await this.reconciling?.catch(() => undefined);
+    this.dataPath?.detach(); // [backend data path] it keeps forwarding for the next agent
     await this.traffic.remove().catch(() => undefined);
     await this.cniServer?.close().catch(() => undefined);
     for (const s of this.servers) s.close();
@@ -405,6 +428,7 @@ export class Agent implements StatusSource {
         );
       }
     }
+    await this.dataPath?.prepare(this.lease!.subnet, podMtu(this.ctx(), this.backend)); // [backend data path]
     await writeSubnetEnv(this.opts.subnetFile, {
       network: c.network,
       subnet: this.lease!.subnet,
@@ -613,6 +637,7 @@ export class Agent implements StatusSource {
       this.backend.usesVxlan ? vxlanDeviceName(this.config.backend.vni) : undefined,
     );
     if (this.backend.usesVxlan) await this.traffic.setPeers(plan.vteps.map((v) => formatIPv4(v.remote)));
+    await this.dataPath?.update(plan, this.lease.subnet); // [backend data path]
     const durationMs = performance.now() - t0;
     this.metrics.reconcileDuration.observe(durationMs / 1000);
     if (report.failures.length > 0) {
@@ -628,7 +653,7 @@ export class Agent implements StatusSource {
       if (this.reportedUnreachable.get(s) !== why) this.log.warn({ peer: s }, `peer unreachable: ${why}`);
     this.reportedUnreachable = unreachable;
     this.peerPlans = plan.peers;
-    for (const path of ['vxlan', 'direct', 'cloud', 'unreachable'] as const)
+    for (const path of PATH_KINDS)
       this.metrics.peers.set({ path }, plan.peers.filter((p) => p.path === path).length);
     this.lastReport = {
       ...report,

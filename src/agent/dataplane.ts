@@ -183,13 +183,14 @@ export class DataPlane {
       const cur = routeHave.get(dst);
       const same =
         cur &&
-        cur.gateway === formatIPv4(r.via) &&
+        cur.gateway === (r.via === undefined ? undefined : formatIPv4(r.via)) &&
         cur.dev === r.dev &&
         (cur.flags ?? []).includes('onlink') === r.onlink;
       if (same) report.unchanged++;
       else {
         // Routes go last among the additions, so the kernel never ARPs for a VXLAN gateway.
-        const c = `route replace ${dst} via ${formatIPv4(r.via)} dev ${r.dev}${r.onlink ? ' onlink' : ''} proto ${WEFT_ROUTE_PROTO}`;
+        const via = r.via === undefined ? '' : ` via ${formatIPv4(r.via)}`;
+        const c = `route replace ${dst}${via} dev ${r.dev}${r.onlink ? ' onlink' : ''} proto ${WEFT_ROUTE_PROTO}`;
         ipAdd.push(c);
         subjectOf.set(c, dst);
       }
