@@ -36,6 +36,7 @@
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/signalfd.h>
+#include <linux/close_range.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -174,7 +175,8 @@ static int open_udp(void) {
   setint(s, IPPROTO_IP, IP_MTU_DISCOVER, IP_PMTUDISC_DO, "IP_MTU_DISCOVER", true);
   setint(s, IPPROTO_IP, IP_RECVERR, 1, "IP_RECVERR", true);
   if (cfg.offload) setint(s, SOL_UDP, UDP_GRO, 1, "UDP_GRO", false);
-  struct timeval tv = {.tv_sec = 0, .tv_usec = 100000};
+  /* A full socket buffer waits at most this long per send, then the flush drops what is left. */
+  struct timeval tv = {.tv_sec = 0, .tv_usec = 20000};
   setsockopt(s, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
   struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(cfg.port), .sin_addr = {cfg.local}};
   if (bind(s, (struct sockaddr *)&a, sizeof a) < 0) {
@@ -480,6 +482,7 @@ static void refresh_pmtu(int probe) {
 
 int main(int argc, char **argv) {
   parse_args(argc, argv);
+  close_range(3, ~0u, 0); /* nothing inherited from the agent beyond stdio */
   setvbuf(stderr, NULL, _IOLBF, 0);
   started_ns = now_ns();
   /* First: a second helper for the same device stops here. */

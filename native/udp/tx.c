@@ -200,6 +200,15 @@ static void tx_send_singly(struct worker *w, struct txctx *c, int i) {
   }
 }
 
+/* At most one line per 10 s per worker about datagrams the socket refused. */
+static void note_send_error(struct worker *w, int err, unsigned segs) {
+  static _Thread_local uint64_t last;
+  uint64_t now = now_ns();
+  if (now - last < 10000000000ull) return;
+  last = now;
+  log_msg("worker %d: %u packets not sent: %s", w->id, segs, strerror(err));
+}
+
 static void tx_flush(struct worker *w, struct txctx *c) {
   if (!c->n) return;
   struct table *t = atomic_load(&w->hazard);
@@ -257,8 +266,18 @@ static void tx_flush(struct worker *w, struct txctx *c) {
       w->gso_ok = false;
       CINC(w->c.gso_fallbacks, 1);
       tx_send_singly(w, c, i);
-    } else
+    } else if (e == EAGAIN || e == EWOULDBLOCK || e == ENOBUFS) {
+      /* The socket buffer stayed full for a whole SO_SNDTIMEO: drop the rest of this flush rather
+       * than wait again for every message (TCP backs off; the TUN device keeps queueing). */
+      unsigned segs = 0;
+      for (int k = i; k < c->n; k++) segs += c->m[k].nseg;
+      CINC(w->c.drops[DROP_SEND], segs);
+      note_send_error(w, e, segs);
+      break;
+    } else {
       CINC(w->c.drops[DROP_SEND], m->nseg);
+      note_send_error(w, e, m->nseg);
+    }
     i++;
     retries = 0;
   }

@@ -2,9 +2,9 @@ import type { Metric, Registry } from 'prom-client';
 import type { BatchHistogram, HelperStats } from './helper.js';
 
 /**
- * The udp data path's Prometheus metrics, read from weft-udp's own counters at scrape time (the
- * supervisor refreshes them every second). The counters restart from zero with the process, as
- * Prometheus expects of counters; weft_udp_datapath_restarts_total says when that happened.
+ * The udp data path's Prometheus metrics, read from weft-udp's own counters at scrape time. The
+ * counters restart from zero with the process, as Prometheus expects of counters;
+ * weft_udp_datapath_restarts_total says when that happened.
  */
 
 interface Sample {
@@ -22,10 +22,11 @@ class External {
     readonly name: string,
     readonly help: string,
     readonly type: Kind,
-    private readonly values: () => Sample[],
+    private readonly values: (s: HelperStats | undefined) => Sample[],
+    private readonly stats: () => Promise<HelperStats | undefined>,
   ) {}
-  get() {
-    return Promise.resolve({ name: this.name, help: this.help, type: this.type, values: this.values() });
+  async get() {
+    return { name: this.name, help: this.help, type: this.type, values: this.values(await this.stats()) };
   }
   reset(): void {}
 }
@@ -33,7 +34,8 @@ class External {
 export interface UdpMetricsSource {
   up(): boolean;
   restarts(): number;
-  stats(): HelperStats | undefined;
+  /** Fresh counters (one request per scrape, however many families ask). */
+  stats(): Promise<HelperStats | undefined>;
 }
 
 // Upper bounds of the helper's power-of-two buckets (1, 2–3, 4–7, …, 64–127, 128+).
@@ -52,73 +54,77 @@ function histogramSamples(name: string, call: string, h: BatchHistogram): Sample
 }
 
 export function registerUdpMetrics(registry: Registry, src: UdpMetricsSource): void {
-  const s = () => src.stats();
-  const dirs = (f: (x: HelperStats, d: 'tx' | 'rx') => number): Sample[] => {
-    const st = s();
-    return st ? (['tx', 'rx'] as const).map((d) => ({ labels: { direction: d }, value: f(st, d) })) : [];
-  };
-  const families = [
-    new External(
+  const dirs = (st: HelperStats | undefined, f: (x: HelperStats, d: 'tx' | 'rx') => number): Sample[] =>
+    st ? (['tx', 'rx'] as const).map((d) => ({ labels: { direction: d }, value: f(st, d) })) : [];
+  const families: [string, string, Kind, (st: HelperStats | undefined) => Sample[]][] = [
+    [
       'weft_udp_datapath_up',
       '1 while the udp data path (weft-udp) runs and answers',
       'gauge',
       () => [{ labels: {}, value: src.up() ? 1 : 0 }],
-    ),
-    new External(
+    ],
+    [
       'weft_udp_datapath_restarts_total',
       'Times the agent restarted a udp data path that had exited, crashed or stopped answering',
       'counter',
       () => [{ labels: {}, value: src.restarts() }],
-    ),
-    new External(
+    ],
+    [
       'weft_udp_packets_total',
       'Inner packets carried: tx = sent to peers (after segmentation), rx = received from peers',
       'counter',
-      () => dirs((x, d) => x[d].packets),
-    ),
-    new External('weft_udp_bytes_total', 'Bytes of the inner packets carried', 'counter', () =>
-      dirs((x, d) => x[d].bytes),
-    ),
-    new External('weft_udp_syscalls_total', 'System calls of the data path, by call', 'counter', () => {
-      const st = s();
-      if (!st) return [];
-      const v = {
-        send: st.tx.syscalls,
-        tun_read: st.tx.tunReads,
-        recv: st.rx.syscalls,
-        tun_write: st.rx.tunWrites,
-      };
-      return Object.entries(v).map(([call, value]) => ({ labels: { call }, value }));
-    }),
-    new External(
+      (st) => dirs(st, (x, d) => x[d].packets),
+    ],
+    [
+      'weft_udp_bytes_total',
+      'Bytes of the inner packets carried',
+      'counter',
+      (st) => dirs(st, (x, d) => x[d].bytes),
+    ],
+    [
+      'weft_udp_syscalls_total',
+      'System calls of the data path, by call',
+      'counter',
+      (st) => {
+        if (!st) return [];
+        const v = {
+          send: st.tx.syscalls,
+          tun_read: st.tx.tunReads,
+          recv: st.rx.syscalls,
+          tun_write: st.rx.tunWrites,
+        };
+        return Object.entries(v).map(([call, value]) => ({ labels: { call }, value }));
+      },
+    ],
+    [
       'weft_udp_dropped_packets_total',
       'Packets the data path dropped, by direction and reason (not_peer, short, bad_length, no_route, too_big, …)',
       'counter',
-      () =>
-        Object.entries(s()?.drops ?? {}).map(([reason, d]) => ({
+      (st) =>
+        Object.entries(st?.drops ?? {}).map(([reason, d]) => ({
           labels: { direction: d.direction, reason },
           value: d.packets,
         })),
-    ),
-    new External(
+    ],
+    [
       'weft_udp_icmp_errors_sent_total',
       'ICMP errors sent back to senders (net_unreachable, frag_needed, time_exceeded)',
       'counter',
-      () => Object.entries(s()?.icmp ?? {}).map(([type, value]) => ({ labels: { type }, value })),
-    ),
-    new External(
+      (st) => Object.entries(st?.icmp ?? {}).map(([type, value]) => ({ labels: { type }, value })),
+    ],
+    [
       'weft_udp_batch_packets',
       'Inner packets moved per system call: tun_read (TSO super-packets), send (UDP GSO), recv (UDP GRO), tun_write (coalesced)',
       'histogram',
-      () => {
-        const st = s();
-        if (!st) return [];
-        return Object.entries(CALLS).flatMap(([k, call]) =>
-          histogramSamples('weft_udp_batch_packets', call, st.batches[k as keyof typeof CALLS]),
-        );
-      },
-    ),
+      (st) =>
+        st
+          ? Object.entries(CALLS).flatMap(([k, call]) =>
+              histogramSamples('weft_udp_batch_packets', call, st.batches[k as keyof typeof CALLS]),
+            )
+          : [],
+    ],
   ];
   // prom-client formats any object with name, help, type and get(); these read their values at scrape.
-  for (const f of families) registry.registerMetric(f as unknown as Metric);
+  for (const [name, help, kind, values] of families)
+    registry.registerMetric(new External(name, help, kind, values, () => src.stats()) as unknown as Metric);
 }

@@ -79,6 +79,7 @@ export class UdpDataPath {
   private desired: string | undefined;
   private applied: string | undefined;
   private lastStats: HelperStats | undefined;
+  private statsRequest: Promise<HelperStats | undefined> | undefined;
   private silentSince: number | undefined;
   private healthInFlight = false;
   private timer: NodeJS.Timeout | undefined;
@@ -91,7 +92,7 @@ export class UdpDataPath {
     registerUdpMetrics(o.registry, {
       up: () => this.state === 'up' && this.silentSince === undefined,
       restarts: () => this.restartCount,
-      stats: () => this.lastStats,
+      stats: () => this.freshStats(),
     });
   }
 
@@ -158,6 +159,23 @@ export class UdpDataPath {
         },
       }),
     };
+  }
+
+  /** The counters as they are now (one request however many callers ask at once). */
+  freshStats(): Promise<HelperStats | undefined> {
+    const conn = this.conn;
+    if (this.state !== 'up' || !conn) return Promise.resolve(this.lastStats);
+    this.statsRequest ??= conn
+      .request('stats', 1000)
+      .then((line) => this.noteStats(parseReply<HelperStats>(line, 'stats')))
+      .catch(() => this.lastStats)
+      .finally(() => (this.statsRequest = undefined));
+    return this.statsRequest;
+  }
+
+  private noteStats(s: HelperStats): HelperStats {
+    this.lastStats = s;
+    return s;
   }
 
   /** The agent is stopping: the data path goes on without it (the next agent adopts it). */
@@ -327,7 +345,7 @@ export class UdpDataPath {
     }
     this.healthInFlight = true;
     try {
-      this.lastStats = parseReply<HelperStats>(await conn.request('stats', SILENT_REPORT_MS), 'stats');
+      this.noteStats(parseReply<HelperStats>(await conn.request('stats', SILENT_REPORT_MS), 'stats'));
       if (this.silentSince !== undefined) this.log.info('the udp data path answers again');
       this.silentSince = undefined;
       if (Date.now() - this.upSince > STABLE_MS) this.attempt = 0;
