@@ -68,6 +68,8 @@ export class UdpDataPath {
   private conn: ControlConnection | undefined;
   private child: ChildProcess | undefined;
   private childExit: string | undefined;
+  /** Why the agent itself killed the data path (it stopped answering), if it did. */
+  private killedFor: string | undefined;
   private pid: number | undefined;
   private adopted = false;
   private state: DataPathState = 'stopped';
@@ -291,6 +293,7 @@ export class UdpDataPath {
     this.pid = pid;
     this.child = child;
     this.adopted = child === undefined;
+    this.killedFor = undefined;
     conn.onClosed(() => void this.onLost(conn));
   }
 
@@ -300,7 +303,7 @@ export class UdpDataPath {
     this.conn = undefined;
     const pid = this.pid;
     await sleep(100); // the child's exit status follows the socket's close
-    let why = this.child ? this.childExit : undefined;
+    let why = this.killedFor ?? (this.child ? this.childExit : undefined);
     if (why === undefined) {
       if (pid !== undefined && isAlive(pid)) {
         why = 'closed its control socket';
@@ -366,7 +369,7 @@ export class UdpDataPath {
     this.log.error(
       `the udp data path (pid ${pid}) has not answered for ${SILENT_KILL_MS / 1000} s: killing it`,
     );
-    if (this.child) this.childExit = `stopped answering for ${SILENT_KILL_MS / 1000} s and was killed`;
+    this.killedFor = `stopped answering for ${SILENT_KILL_MS / 1000} s and was killed`;
     try {
       process.kill(pid, 'SIGKILL');
     } catch {
