@@ -7,6 +7,7 @@
  */
 #include "weft-udp.h" /* first: it defines _GNU_SOURCE */
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <time.h>
 #include <linux/errqueue.h>
@@ -86,9 +87,13 @@ uint32_t probe_mtu(int probe_sock, uint32_t peer_ip) {
 static void lower_mtu(struct worker *w, struct peer *p, uint32_t path_mtu) {
   if (!path_mtu) return;
   uint32_t inner = clamp_inner(path_mtu);
-  if (inner < atomic_load(&p->mtu)) {
+  uint32_t was = atomic_load(&p->mtu);
+  if (inner < was) {
     atomic_store(&p->mtu, inner);
     CINC(w->c.pmtu_events, 1);
+    char ip[INET_ADDRSTRLEN];
+    inet_ntop(AF_INET, &p->ip, ip, sizeof ip);
+    log_msg("path to %s now carries inner packets of %u bytes (was %u): ICMP from the path", ip, inner, was);
   }
 }
 
