@@ -69,6 +69,8 @@ export interface LabState {
   name: string;
   underlay: string;
   backend: BackendType;
+  /** Extra keys of the network config's Backend object (a bench variant such as udp with Batch 1). */
+  backendOptions?: Record<string, unknown>;
   spec: LabSpec;
   createdAt: string;
   etcd: { netns: string | null; endpoints: string[]; pid: number };
@@ -655,18 +657,25 @@ export async function labSwitchBackend(
   name: string,
   backend: BackendType,
   progress: Progress = () => undefined,
+  options?: Record<string, unknown>,
 ): Promise<LabState> {
   const s = await readState(name);
   const t0 = performance.now();
   await etcdctl(s.etcd, [
     'put',
     '/coreos.com/network/config',
-    formatNetworkConfig({ network: s.spec.network, subnetLen: s.spec.subnetLen, backend: { type: backend } }),
+    formatNetworkConfig({
+      network: s.spec.network,
+      subnetLen: s.spec.subnetLen,
+      backend: { type: backend, ...options },
+    }),
   ]);
   await killAll(s.nodes.map((n) => n.agentPid).filter(Boolean), 10_000);
   const j = new Journal(labDir(name));
   for (const n of s.nodes) n.agentPid = await startAgent(s, n, j);
   s.backend = backend;
+  if (options) s.backendOptions = options;
+  else delete s.backendOptions;
   s.spec = { ...s.spec, backend };
   await writeState(s);
   await Promise.all(s.nodes.map((n) => waitReady(n)));
