@@ -54,6 +54,7 @@ const unsigned char drop_is_tx[DROP_N] = {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1,
 static const char *const hist_names[H_N] = {"tun_read", "tx_send", "rx_recv", "rx_write"};
 
 static uint64_t started_ns;
+static int main_wake = -1; /* a worker that stops the process wakes the control loop through it */
 static int exit_code;
 static uint64_t ctl_pmtu_events;
 
@@ -240,6 +241,9 @@ static void *worker_main(void *arg) {
       exit_code = 4;
       atomic_store(&g_stop, true);
     }
+  }
+  uint64_t one = 1;
+  if (write(main_wake, &one, sizeof one) < 0) { /* the control loop wakes within a second anyway */
   }
   atomic_store(&w->hazard, NULL);
   return NULL;
@@ -496,6 +500,7 @@ int main(int argc, char **argv) {
   sigprocmask(SIG_BLOCK, &sigs, NULL); /* inherited by the workers: only signalfd sees them */
   signal(SIGPIPE, SIG_IGN);
   int sfd = signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK);
+  main_wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 
   char err[64];
   atomic_store(&g_table, table_parse("", NULL, err, sizeof err));
@@ -527,12 +532,13 @@ int main(int argc, char **argv) {
   for (int i = 0; i < MAX_CLIENTS; i++) clients[i] = (struct client){.fd = -1};
   uint64_t last_probe = now_ns();
   while (!atomic_load(&g_stop)) {
-    struct pollfd p[3 + MAX_CLIENTS];
+    struct pollfd p[4 + MAX_CLIENTS];
     p[0] = (struct pollfd){lfd[0], POLLIN, 0};
     p[1] = (struct pollfd){sfd, POLLIN, 0};
     p[2] = (struct pollfd){lfd[1], POLLIN, 0};
     for (int i = 0; i < MAX_CLIENTS; i++) p[3 + i] = (struct pollfd){clients[i].fd, POLLIN, 0};
-    int r = poll(p, 3 + MAX_CLIENTS, 1000);
+    p[3 + MAX_CLIENTS] = (struct pollfd){main_wake, POLLIN, 0};
+    int r = poll(p, 4 + MAX_CLIENTS, 1000);
     if (r < 0 && errno != EINTR) die(3, "poll: %s", strerror(errno));
     if (p[1].revents & POLLIN) {
       struct signalfd_siginfo si;

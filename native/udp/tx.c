@@ -441,11 +441,7 @@ bool tx_round(struct worker *w, struct table *t) {
         i--;
         continue;
       }
-      if (errno == EBADFD || errno == ENXIO) {
-        log_msg("TUN device %s is gone: exiting", cfg.tun);
-        atomic_store(&g_stop, true);
-      }
-      break;
+      break; /* EAGAIN; or the device is gone, which the worker's poll reports (POLLERR) */
     }
     got++;
     tx_packet(w, t, c, c->slots[i], (size_t)r);

@@ -2,7 +2,7 @@ import { dirname, join } from 'node:path';
 import type { BackendDataPath, DataPathContext } from '../agent/backend-datapath.js';
 import { UDP_OVERHEAD_IPV4, UDP_TUN_DEVICE, type Plan } from '../backend/types.js';
 import { udpPeerTable } from '../backend/udp.js';
-import { ensureTunDevice, removeTunDevice } from '../kernel/udp-tunnel.js';
+import { ensureTunDevice, removeTunDevice, type TunParams } from '../kernel/udp-tunnel.js';
 import { formatIPv4, type Cidr } from '../util/ipv4.js';
 import { defaultWorkers } from './helper.js';
 import { stopHelper, UdpDataPath } from './supervisor.js';
@@ -14,12 +14,15 @@ import { stopHelper, UdpDataPath } from './supervisor.js';
  */
 export class UdpBackendDataPath implements BackendDataPath {
   private sup: UdpDataPath | undefined;
+  private tun: TunParams | undefined;
 
   constructor(private readonly ctx: DataPathContext) {}
 
   async prepare(subnet: Cidr, podMtu: number): Promise<void> {
     const c = this.ctx;
-    await ensureTunDevice({ name: UDP_TUN_DEVICE, mtu: podMtu, address: formatIPv4(subnet.ip) }, c.log);
+    const tun = { name: UDP_TUN_DEVICE, mtu: podMtu, address: formatIPv4(subnet.ip) };
+    this.tun = tun;
+    await ensureTunDevice(tun, c.log);
     if (this.sup) return;
     this.sup = new UdpDataPath({
       settings: {
@@ -33,6 +36,8 @@ export class UdpBackendDataPath implements BackendDataPath {
       logFile: join(dirname(c.subnetFile), 'weft-udp.log'),
       log: c.log.child({ part: 'udp' }),
       registry: c.registry,
+      // Someone may have deleted the device meanwhile (weft-udp then exits): bring it back first.
+      beforeStart: () => ensureTunDevice(this.tun!, c.log),
     });
     await this.sup.start();
   }

@@ -46,6 +46,8 @@ export interface UdpDataPathOptions {
   log: Logger;
   registry: Registry;
   helperPath?: string;
+  /** Run before every start: makes sure what weft-udp attaches to (the TUN device) is there. */
+  beforeStart?: () => Promise<void>;
 }
 
 export interface UdpDataPathStatus {
@@ -201,7 +203,10 @@ export class UdpDataPath {
   private async bringUp(): Promise<void> {
     this.state = 'starting';
     try {
-      if (!(await this.tryAdopt())) await this.spawnHelper();
+      if (!(await this.tryAdopt())) {
+        await this.o.beforeStart?.();
+        await this.spawnHelper();
+      }
       this.applied = undefined;
       while (this.desired !== undefined && this.applied !== this.desired) await this.pushPeers();
       this.state = 'up';
@@ -385,8 +390,13 @@ export class UdpDataPath {
 
   private lastLogLine(): string {
     try {
-      const lines = readFileSync(this.o.logFile, 'utf8').trimEnd().split('\n');
-      return lines[lines.length - 1]?.replace(/^\S+ weft-udp\[\d+\]: /, '') ?? '';
+      // Its last words, but for the closing "stopped" that follows every exit it chose.
+      const lines = readFileSync(this.o.logFile, 'utf8')
+        .trimEnd()
+        .split('\n')
+        .map((l) => l.replace(/^\S+ weft-udp\[\d+\]: /, ''))
+        .filter((l) => l !== 'stopped');
+      return lines[lines.length - 1] ?? '';
     } catch {
       return '';
     }
