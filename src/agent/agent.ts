@@ -183,6 +183,7 @@ export class Agent implements StatusSource {
     // [backend data path]
     this.dataPath = createBackendDataPath(this.backend, {
       config: this.config,
+      iface: this.iface.name,
       ifaceMtu: this.iface.mtu,
       publicIP: formatIPv4(this.iface.ip),
       subnetFile: o.subnetFile,

@@ -29,7 +29,8 @@ export interface BackendDataPath {
 
 export interface DataPathContext {
   config: NetworkConfig;
-  /** The underlay interface's MTU and this node's public IP. */
+  /** The underlay interface, its MTU and this node's public IP. */
+  iface: string;
   ifaceMtu: number;
   publicIP: string;
   /** weft-udp's log goes beside the subnet file. */

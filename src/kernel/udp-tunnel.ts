@@ -67,6 +67,18 @@ export async function ensureTunDevice(p: TunParams, log: Logger): Promise<void> 
   if ((await readFile(key, 'utf8')).trim() !== '1') await writeFile(key, '1');
 }
 
+/**
+ * The address the tunnel's socket binds to: the public IP when the interface holds it, else the
+ * interface's first IPv4 address (a public IP given with --public-ip may be a NAT address, as Flannel
+ * allows; datagrams then leave from the interface's own address).
+ */
+export async function tunnelBindAddress(iface: string, publicIP: string): Promise<string> {
+  const addrs = ((await listAddrs(iface))[0]?.addr_info ?? [])
+    .filter((a) => a.family === 'inet')
+    .map((a) => a.local);
+  return addrs.includes(publicIP) ? publicIP : (addrs[0] ?? publicIP);
+}
+
 /** Removes the TUN device (with its address and routes) if it exists; returns whether it did. */
 export async function removeTunDevice(name: string): Promise<boolean> {
   const link = await getLink(name);

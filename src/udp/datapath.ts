@@ -2,7 +2,7 @@ import { dirname, join } from 'node:path';
 import type { BackendDataPath, DataPathContext } from '../agent/backend-datapath.js';
 import { UDP_OVERHEAD_IPV4, UDP_TUN_DEVICE, type Plan } from '../backend/types.js';
 import { udpPeerTable } from '../backend/udp.js';
-import { ensureTunDevice, removeTunDevice, type TunParams } from '../kernel/udp-tunnel.js';
+import { ensureTunDevice, removeTunDevice, tunnelBindAddress, type TunParams } from '../kernel/udp-tunnel.js';
 import { formatIPv4, type Cidr } from '../util/ipv4.js';
 import { defaultWorkers } from './helper.js';
 import { stopHelper, UdpDataPath } from './supervisor.js';
@@ -27,7 +27,7 @@ export class UdpBackendDataPath implements BackendDataPath {
     this.sup = new UdpDataPath({
       settings: {
         tun: UDP_TUN_DEVICE,
-        local: c.publicIP,
+        local: await tunnelBindAddress(c.iface, c.publicIP),
         port: c.config.backend.port,
         mtu: c.ifaceMtu - UDP_OVERHEAD_IPV4,
         batch: c.config.backend.batch,
