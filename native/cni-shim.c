@@ -5,13 +5,17 @@
  * because starting Node costs ~50 ms per call, more than a whole ADD of the reference plugins.
  *
  * The server of the node is found by the inode of the network namespace the shim runs in:
- * /run/weft/cni/net-<inode>.sock (root-only directory). Wire format: see server.ts.
+ * /run/weft/cni/net-<inode>.sock (root-only directory). The pod's namespace travels as an open
+ * descriptor (SCM_RIGHTS), not as a path: the server may see another filesystem than the runtime.
+ * Wire format: see server.ts.
  *
  * Build: cc -O2 -o weft-cni cni-shim.c (scripts/post-build.mjs does it).
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,7 +32,7 @@
 extern char **environ;
 
 /* A spec error on stdout, as every weft-cni failure is reported; exit 1. */
-static void fail(int code, const char *msg) {
+__attribute__((noreturn)) static void fail(int code, const char *msg) {
   printf("{\"cniVersion\":\"1.1.0\",\"code\":%d,\"msg\":\"weft-cni: %s\"}\n", code, msg);
   exit(1);
 }
@@ -63,28 +67,83 @@ static int write_all(int fd, const char *p, size_t n) {
   return 0;
 }
 
-/* No server: the Node plugin next to this binary gets the same arguments, environment and stdin. */
-static void run_node_plugin(char **argv, const char *input, size_t len) {
-  char self[PATH_MAX], plugin[PATH_MAX + 16];
+/*
+ * The Node plugin: main.js next to this binary (the build tree, dist/src/cni/), or where
+ * `weft install-cni` puts it on a host: <this binary>.d/src/cni/main.js.
+ */
+static void plugin_path(char *out, size_t size) {
+  char self[PATH_MAX];
   ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
   if (n < 0) fail(100, "cannot find its own path in /proc/self/exe");
   self[n] = 0;
+  snprintf(out, size, "%s.d/src/cni/main.js", self);
+  if (access(out, F_OK) == 0) return;
   char *slash = strrchr(self, '/');
   if (slash) *slash = 0;
-  snprintf(plugin, sizeof plugin, "%s/main.js", self);
+  snprintf(out, size, "%s/main.js", self);
+}
+
+/* No server: the Node plugin gets the same arguments, environment and stdin. */
+__attribute__((noreturn)) static void run_node_plugin(char **argv, const char *input, size_t len) {
+  char plugin[PATH_MAX + 32];
+  plugin_path(plugin, sizeof plugin);
   int fd = memfd_create("weft-cni-stdin", 0);
   if (fd < 0 || write_all(fd, input, len) < 0 || lseek(fd, 0, SEEK_SET) < 0 || dup2(fd, 0) < 0)
     fail(100, "cannot pass the configuration on to the Node plugin");
   close(fd);
   argv[0] = plugin;
   execv(plugin, argv);
-  char msg[PATH_MAX + 64];
-  snprintf(msg, sizeof msg, "cannot run %s: %s", plugin, strerror(errno));
+  char msg[PATH_MAX + 160];
+  snprintf(msg, sizeof msg, "no weft agent serves this node and the plugin %s cannot run (%s; it needs Node.js 20)", plugin,
+           strerror(errno));
   fail(100, msg);
+}
+
+/*
+ * The pod's namespace, opened here, in the runtime's mount namespace: the server may live in another
+ * one (a DaemonSet pod; a runtime with a mount namespace of its own), where CNI_NETNS names nothing or
+ * something else. O_PATH: nothing is read, a FIFO or device path has no side effect; the server
+ * re-opens it through /proc/<its pid>/fd/<n>. Only paths of printable ASCII without spaces are handed
+ * over; any other (relative, odd bytes) gets the Node plugin's own verdict, as do paths that do not open.
+ * Returns the descriptor, or -1 when there is no namespace to pass.
+ */
+static int open_netns(char **argv, const char *input, size_t len) {
+  const char *p = getenv("CNI_NETNS");
+  if (!p || !*p) return -1;
+  int plain = p[0] == '/';
+  for (const char *c = p; *c && plain; c++) plain = *c > 0x20 && *c < 0x7f;
+  int fd = plain ? open(p, O_PATH | O_CLOEXEC) : -1;
+  if (fd < 0) run_node_plugin(argv, input, len);
+  return fd;
+}
+
+/* Sends the header, with the namespace's descriptor attached when there is one. */
+static int send_header(int s, const char *head, size_t len, int nsfd) {
+  union {
+    char space[CMSG_SPACE(sizeof(int))];
+    struct cmsghdr align;
+  } ctl;
+  struct iovec iov = {.iov_base = (void *)head, .iov_len = len};
+  struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
+  if (nsfd >= 0) {
+    msg.msg_control = ctl.space;
+    msg.msg_controllen = sizeof ctl.space;
+    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(c), &nsfd, sizeof(int));
+  }
+  ssize_t w;
+  do w = sendmsg(s, &msg, MSG_NOSIGNAL);
+  while (w < 0 && errno == EINTR);
+  if (w < 0) return -1;
+  return (size_t)w == len ? 0 : write_all(s, head + w, len - (size_t)w);
 }
 
 int main(int argc, char **argv) {
   (void)argc;
+  signal(SIGPIPE, SIG_IGN); /* a server gone mid-call is an error return, then the Node plugin */
   size_t in_len;
   char *input = read_all(0, &in_len);
   if (!input) fail(5, "cannot read the network configuration from stdin");
@@ -97,32 +156,36 @@ int main(int argc, char **argv) {
     s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   }
   if (s < 0 || connect(s, (struct sockaddr *)&addr, sizeof addr) < 0) run_node_plugin(argv, input, in_len);
+  int nsfd = open_netns(argv, input, in_len);
 
   struct timeval tv = {.tv_sec = TIMEOUT_SECONDS};
   setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   setsockopt(s, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
 
-  /* The request: header, the CNI_* variables, the configuration. */
+  /* The request: header (with the namespace), the CNI_* variables, the configuration. */
   int nvars = 0;
   for (char **e = environ; *e; e++)
     if (strncmp(*e, "CNI_", 4) == 0) nvars++;
   char head[64];
-  int hl = snprintf(head, sizeof head, "weft-cni/1 %d %zu\n", nvars, in_len);
-  int bad = write_all(s, head, (size_t)hl);
+  int hl = snprintf(head, sizeof head, "weft-cni/2 %d %zu\n", nvars, in_len);
+  int bad = send_header(s, head, (size_t)hl, nsfd);
+  if (nsfd >= 0) close(nsfd); /* the server holds its own reference now */
   for (char **e = environ; *e && !bad; e++)
     if (strncmp(*e, "CNI_", 4) == 0) bad = write_all(s, *e, strlen(*e) + 1);
   if (!bad) bad = write_all(s, input, in_len);
-  if (bad) fail(11, "the weft-cni server closed the connection while being asked; try again");
+  /* From here on, whatever keeps the server from answering (it closed, stopped, timed out, said it
+   * cannot serve this call) ends in the Node plugin answering instead: a call never fails for it. */
+  if (bad) run_node_plugin(argv, input, in_len);
   shutdown(s, SHUT_WR);
 
   size_t out_len;
   char *reply = read_all(s, &out_len);
-  if (!reply) fail(11, "no answer from the weft-cni server in time; try again");
+  if (!reply) run_node_plugin(argv, input, in_len);
   int code;
   size_t so, se;
   char *nl = memchr(reply, '\n', out_len);
   if (!nl || sscanf(reply, "%d %zu %zu", &code, &so, &se) != 3 || (size_t)(nl + 1 - reply) + so + se != out_len)
-    fail(11, "the weft-cni server's answer was cut short (did the agent restart?); try again");
+    run_node_plugin(argv, input, in_len); /* "unserved …", or an answer cut short */
   write_all(1, nl + 1, so);
   write_all(2, nl + 1 + so, se);
   return code;

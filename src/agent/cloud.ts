@@ -28,51 +28,51 @@ export interface CloudOptions {
 }
 
 export class CloudRouting {
-  private provider!: CloudRouteProvider;
-  private caps!: CloudCapabilities;
   private flags: CloudFlags = { Pairs: false, Route: false };
   private problems = new Map<string, string>();
   private ownSubnet: Cidr | undefined;
 
-  constructor(
-    private readonly opts: CloudOptions,
+  private constructor(
+    private readonly provider: CloudRouteProvider,
+    private readonly caps: CloudCapabilities,
     private readonly log: Logger,
     private readonly metrics: AgentMetrics,
   ) {}
 
-  async init(
-    etcd: Etcd3,
-    prefix: string,
-    publicIp: string,
-    mac: string | undefined,
-  ): Promise<CloudCapabilities> {
+  /** Finds this node's port and router in the cloud (one attempt; the caller retries). */
+  static async connect(
+    opts: CloudOptions,
+    log: Logger,
+    metrics: AgentMetrics,
+    node: { etcd: Etcd3; prefix: string; publicIp: string; mac: string | undefined },
+  ): Promise<CloudRouting> {
     const env = {
       ...process.env,
-      ...(this.opts.configFile && { OS_CLIENT_CONFIG_FILE: this.opts.configFile }),
+      ...(opts.configFile && { OS_CLIENT_CONFIG_FILE: opts.configFile }),
     };
-    this.provider = createNeutronProvider({
-      etcd,
-      prefix,
-      cluster: this.opts.cluster,
-      node: publicIp,
-      publicIp,
-      ...(mac && { mac }),
-      configOptions: { env, ...(this.opts.cloud && { cloud: this.opts.cloud }) },
-      log: this.log,
+    const provider = createNeutronProvider({
+      etcd: node.etcd,
+      prefix: node.prefix,
+      cluster: opts.cluster,
+      node: node.publicIp,
+      publicIp: node.publicIp,
+      ...(node.mac && { mac: node.mac }),
+      configOptions: { env, ...(opts.cloud && { cloud: opts.cloud }) },
+      log,
     });
-    this.caps = await this.provider.init();
-    for (const n of this.caps.notes) this.log.info({ cloud: this.caps.provider }, n);
-    this.log.info(
+    const caps = await provider.init();
+    for (const n of caps.notes) log.info({ cloud: caps.provider }, n);
+    log.info(
       {
-        port: this.caps.node.portId,
-        router: this.caps.router?.id,
-        antiSpoofing: this.caps.antiSpoofing,
-        routes: this.caps.routes,
-        networkMtu: this.caps.node.mtu,
+        port: caps.node.portId,
+        router: caps.router?.id,
+        antiSpoofing: caps.antiSpoofing,
+        routes: caps.routes,
+        networkMtu: caps.node.mtu,
       },
-      `cloud ${this.caps.provider}: node port and router found`,
+      `cloud ${caps.provider}: node port and router found`,
     );
-    return this.caps;
+    return new CloudRouting(provider, caps, log, metrics);
   }
 
   capabilities(): CloudCapabilities {
@@ -176,16 +176,14 @@ export class CloudRouting {
   }
 
   status(): unknown {
-    return this.caps
-      ? {
-          provider: this.caps.provider,
-          port: this.caps.node.portId,
-          router: this.caps.router?.id,
-          antiSpoofing: this.caps.antiSpoofing,
-          routes: this.caps.routes,
-          published: this.flags,
-          problems: [...this.problems.values()],
-        }
-      : undefined;
+    return {
+      provider: this.caps.provider,
+      port: this.caps.node.portId,
+      router: this.caps.router?.id,
+      antiSpoofing: this.caps.antiSpoofing,
+      routes: this.caps.routes,
+      published: this.flags,
+      problems: [...this.problems.values()],
+    };
   }
 }

@@ -1,4 +1,4 @@
-import { run } from '../util/exec.js';
+import { nftApply, nftCounter, nftDeleteTable, nftList } from '../kernel/nft.js';
 import type { Cidr } from '../util/ipv4.js';
 import type { Logger } from '../util/log.js';
 
@@ -86,9 +86,7 @@ export class TrafficManager {
     const counter = `counter foreign_overlay {\n    packets ${existing.packets} bytes ${existing.bytes}\n  }`;
     const elems =
       this.peers.length > 0 ? `add element ip ${NFT_TABLE} peers { ${this.peers.join(', ')} }\n` : '';
-    await run('nft', ['-f', '-'], {
-      input: text.replace(/counter foreign_overlay \{\n {2}\}/, counter) + elems,
-    });
+    await nftApply(text.replace(/counter foreign_overlay \{\n {2}\}/, counter) + elems);
     this.applied = text;
     this.log.info(
       { table: NFT_TABLE, ipMasq: r.ipMasq, overlayPort: r.overlayPort },
@@ -102,26 +100,18 @@ export class TrafficManager {
   }
 
   private async readPeers(): Promise<string[]> {
-    const set = await run('nft', ['-j', 'list', 'set', 'ip', NFT_TABLE, 'peers'], { allowFailure: true });
+    const set = await nftList<NftJson>(['set', 'ip', NFT_TABLE, 'peers']);
     const peers: string[] = [];
-    if (set.code === 0) {
-      for (const e of (JSON.parse(set.stdout) as NftJson).nftables.find((x) => x.set)?.set?.elem ?? []) {
-        const v = typeof e === 'string' ? e : e.elem?.val;
-        if (v) peers.push(v);
-      }
+    for (const e of set?.nftables.find((x) => x.set)?.set?.elem ?? []) {
+      const v = typeof e === 'string' ? e : e.elem?.val;
+      if (v) peers.push(v);
     }
     return peers.sort();
   }
 
   /** The drop counter alone (read every few seconds for /metrics: the peer set may be large). */
   private async readCounter(): Promise<{ packets: number; bytes: number }> {
-    const ctr = await run('nft', ['-j', 'list', 'counter', 'ip', NFT_TABLE, 'foreign_overlay'], {
-      allowFailure: true,
-    });
-    const c =
-      ctr.code === 0
-        ? (JSON.parse(ctr.stdout) as NftJson).nftables.find((x) => x.counter)?.counter
-        : undefined;
+    const c = await nftCounter('ip', NFT_TABLE, 'foreign_overlay');
     return { packets: c?.packets ?? 0, bytes: c?.bytes ?? 0 };
   }
 
@@ -130,7 +120,7 @@ export class TrafficManager {
     const want = [...new Set(ips)].sort();
     if (this.applied === undefined || (this.peers && want.join() === this.peers.join())) return;
     const add = want.length > 0 ? `add element ip ${NFT_TABLE} peers { ${want.join(', ')} }\n` : '';
-    await run('nft', ['-f', '-'], { input: `flush set ip ${NFT_TABLE} peers\n${add}` });
+    await nftApply(`flush set ip ${NFT_TABLE} peers\n${add}`);
     this.peers = want;
   }
 
@@ -140,7 +130,7 @@ export class TrafficManager {
   }
 
   async remove(): Promise<void> {
-    await run('nft', ['delete', 'table', 'ip', NFT_TABLE], { allowFailure: true });
+    await nftDeleteTable('ip', NFT_TABLE);
     this.applied = undefined;
     this.peers = undefined;
   }

@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { agentGet } from '../cli/status-command.js';
+import { agentGet } from '../agent/client.js';
 import { BENCH_BACKEND_IDS, benchBackend, runningBackend, type BenchBackend } from './backends.js';
 import {
   labAttachPods,

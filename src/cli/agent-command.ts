@@ -1,4 +1,6 @@
 import { Agent } from '../agent/agent.js';
+import { sdNotify } from '../agent/sd-notify.js';
+import { checkEtcdAccess, plainEtcdWarning, type EtcdSecurity } from '../store/registry.js';
 import { createLogger, type LogLevel } from '../util/log.js';
 import { describeError } from '../util/errors.js';
 
@@ -12,10 +14,33 @@ export async function runAgent(o: Record<string, string | string[] | boolean | u
     return v;
   };
   const log = createLogger({ level: (s('logLevel') ?? 'info') as LogLevel });
+  const etcdEndpoints = (s('etcdEndpoints') ?? '').split(',').filter(Boolean);
+  const etcdSecurity: EtcdSecurity = {
+    ...(s('etcdCafile') !== undefined && { caFile: s('etcdCafile') }),
+    ...(s('etcdCertfile') !== undefined && { certFile: s('etcdCertfile') }),
+    ...(s('etcdKeyfile') !== undefined && { keyFile: s('etcdKeyfile') }),
+    ...(s('etcdUsername') !== undefined && { username: s('etcdUsername') }),
+    ...(s('etcdPassword') !== undefined && { password: s('etcdPassword') }),
+  };
+  for (const e of etcdEndpoints) {
+    const w = plainEtcdWarning(e);
+    if (w) log.warn(w);
+  }
+  quietTlsServerNameWarning();
+  // Who this agent is to etcd (certificates, user) is settled before anything else: a rejection is a
+  // configuration error, reported in one line; an etcd that is down is retried by the agent as always.
+  try {
+    await checkEtcdAccess(etcdEndpoints, s('etcdPrefix') ?? '/coreos.com/network', etcdSecurity);
+  } catch (err) {
+    fail(describeError(err));
+  }
   const agent = new Agent({
-    etcdEndpoints: (s('etcdEndpoints') ?? '').split(',').filter(Boolean),
+    etcdEndpoints,
     etcdPrefix: s('etcdPrefix') ?? '/coreos.com/network',
+    etcdSecurity,
     ifaces: (o.iface as string[] | undefined) ?? [],
+    ifaceRegex: (o.ifaceRegex as string[] | undefined) ?? [],
+    ifaceCanReach: s('ifaceCanReach'),
     publicIp: s('publicIp'),
     subnetFile: s('subnetFile') ?? '/run/flannel/subnet.env',
     ipMasq: o.ipMasq === true,
@@ -23,6 +48,7 @@ export async function runAgent(o: Record<string, string | string[] | boolean | u
     renewMarginSeconds: num('subnetLeaseRenewMargin') * 60,
     resyncSeconds: num('resync'),
     healthzAddr: s('healthzAddr'),
+    statusOnTcp: o.statusOnTcp === true,
     statusSocket: s('statusSocket'),
     cniServer: o.cniServer !== false,
     cloud: { cloud: s('cloud'), configFile: s('cloudConfig'), cluster: s('clusterName') ?? 'weft' },
@@ -38,6 +64,7 @@ export async function runAgent(o: Record<string, string | string[] | boolean | u
     if (stopping) return;
     stopping = true;
     log.info({ signal: sig }, 'shutting down');
+    notify('STOPPING=1');
     void agent.stop().then(() => process.exit(0));
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
@@ -48,6 +75,30 @@ export async function runAgent(o: Record<string, string | string[] | boolean | u
     log.fatal({ err: describeError(err) }, 'cannot start');
     fail(describeError(err));
   }
+  // start() resolves once the lease is held, subnet.env written and the data path programmed.
+  if (notify('READY=1')) log.info('told systemd the agent is ready');
+
+  function notify(state: string): boolean {
+    try {
+      return sdNotify(state);
+    } catch (err) {
+      log.warn(`cannot tell systemd ${state}: ${describeError(err)}`);
+      return false;
+    }
+  }
+}
+
+/**
+ * grpc-js names the TLS server by the endpoint's host, an IP address for most etcd clusters, and Node
+ * warns (DEP0123) on every connection: noise for an operator, the certificate is still checked.
+ */
+function quietTlsServerNameWarning(): void {
+  const emit = process.emitWarning.bind(process) as (...a: unknown[]) => void;
+  process.emitWarning = ((...args: unknown[]) => {
+    const opts = args[1];
+    const code = typeof opts === 'object' && opts !== null ? (opts as { code?: unknown }).code : args[2];
+    if (code !== 'DEP0123') emit(...args);
+  }) as typeof process.emitWarning;
 }
 
 function fail(line: string): never {

@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { labDown, labStatus, labUp, readState, labSwitchBackend, type LabState } from '../lab/lab.js';
 import { validateSpec } from '../lab/spec.js';
-import { run } from '../util/exec.js';
+import { execIn } from '../kernel/netns.js';
 import { agentGet } from './status-command.js';
 
 /**
@@ -62,9 +62,7 @@ async function pingMatrix(s: LabState, label: string): Promise<number> {
     const cells = await Promise.all(
       s.pods.map(async (b) => {
         if (a === b) return '  -   ';
-        const r = await run('ip', ['netns', 'exec', a.netns, 'ping', '-c', '1', '-W', '1', '-q', b.ip], {
-          allowFailure: true,
-        });
+        const r = await execIn(a.netns, ['ping', '-c', '1', '-W', '1', '-q', b.ip], { allowFailure: true });
         if (r.code !== 0) bad++;
         return r.code === 0 ? (a.node === b.node ? ' ok=  ' : ' ok   ') : ' FAIL ';
       }),

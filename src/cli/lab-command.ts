@@ -1,10 +1,11 @@
-import { spawnSync } from 'node:child_process';
+import { constants } from 'node:os';
 import type { Command } from 'commander';
 import { BACKEND_TYPES, type BackendType } from '../config/network-config.js';
 import { WeftError } from '../util/errors.js';
 import { formatTable } from '../util/table.js';
+import { registerLabServices } from './lab-services-command.js';
 
-/** `weft lab up|down|status|exec|backend`: a thin layer over src/lab. */
+/** `weft lab up|down|status|exec|backend|node|pod|agent`: a thin layer over src/lab. */
 export function registerLab(program: Command): void {
   const lab = program
     .command('lab')
@@ -16,7 +17,7 @@ export function registerLab(program: Command): void {
     .description('build a cluster: underlay, etcd, an agent per node, pods attached by weft-cni')
     .option(
       '-f, --file <spec.yaml>',
-      'lab spec (keys mirror these flags: name, nodes, podsPerNode, underlay, backend, …)',
+      'lab spec (keys mirror these flags: name, nodes, podsPerNode, underlay, backend, …) or a Magnum cluster template',
     )
     .option('--name <name>', 'lab name (1-8 lowercase letters/digits)')
     .option('--nodes <n>', 'number of nodes')
@@ -32,7 +33,13 @@ export function registerLab(program: Command): void {
     .action(async (o: Record<string, string | boolean | undefined>) => {
       const { loadSpecFile, validateSpec } = await import('../lab/spec.js');
       const { labUp, labStatus } = await import('../lab/lab.js');
-      const fromFile = typeof o.file === 'string' ? await loadSpecFile(o.file) : {};
+      let fromFile = typeof o.file === 'string' ? await loadSpecFile(o.file) : {};
+      const magnum = await import('../lab/magnum.js');
+      if (magnum.isMagnumTemplate(fromFile)) {
+        const c = magnum.convertMagnumTemplate(fromFile);
+        process.stdout.write(magnum.formatMagnumMapping(c) + '\n');
+        fromFile = c.spec;
+      }
       const flags: Record<string, unknown> = {};
       const map: Record<string, string> = {
         name: 'name',
@@ -70,6 +77,7 @@ export function registerLab(program: Command): void {
     .option('--json', 'print JSON')
     .action(async (o: { name?: string; json?: boolean }) => {
       const { labStatus, listLabs } = await import('../lab/lab.js');
+      const { describeLiveness } = await import('../lab/agents.js');
       const labs = await listLabs();
       if (!o.name && labs.length !== 1) {
         if (o.json) process.stdout.write(JSON.stringify({ labs }) + '\n');
@@ -82,14 +90,15 @@ export function registerLab(program: Command): void {
         return;
       }
       const rows = [
-        ['NODE', 'NETNS', 'PUBLIC IP', 'SUBNET', 'AGENT PID', 'READY'],
+        ['NODE', 'NETNS', 'PUBLIC IP', 'SUBNET', 'AGENT', 'PID', 'READY'],
         ...s.nodes.map((n) => [
           n.name,
           n.netns,
           n.publicIP,
           n.subnet ?? '-',
-          String(n.agentPid),
-          n.ready ? 'yes' : 'no',
+          describeLiveness(n.agent),
+          String(n.agent.pid || '-'),
+          n.ready ? 'yes' : `no (${n.readiness.replace(/^not ready: /, '')})`,
         ]),
       ];
       const pods = [['POD', 'NODE', 'NETNS', 'IP'], ...s.pods.map((p) => [p.name, p.node, p.netns, p.ip])];
@@ -108,8 +117,8 @@ export function registerLab(program: Command): void {
       const { readState, resolveTarget } = await import('../lab/lab.js');
       const s = await readState(o.name ?? (await onlyLab()));
       const ns = resolveTarget(s, target);
-      const r = spawnSync('ip', ['netns', 'exec', ns, ...cmd], { stdio: 'inherit' });
-      process.exitCode = r.status ?? 1;
+      const { execInteractive } = await import('../kernel/netns.js');
+      process.exitCode = execInteractive(ns, cmd);
     });
 
   lab
@@ -123,6 +132,96 @@ export function registerLab(program: Command): void {
       const { labSwitchBackend } = await import('../lab/lab.js');
       await labSwitchBackend(o.name ?? (await onlyLab()), type as BackendType, say);
     });
+  registerLifecycle(lab, say);
+  registerLabServices(lab);
+}
+
+/** `weft lab node add|remove`, `weft lab pod add|del`, `weft lab agent kill|restart`: a running lab's parts. */
+function registerLifecycle(lab: Command, say: (m: string) => void): void {
+  const labName = async (o: { name?: string }) => o.name ?? (await onlyLab());
+  const node = lab.command('node').description("add or remove a running lab's nodes");
+  node
+    .command('add')
+    .description("add a node: namespace on the underlay, an agent, pods (--pods, default the spec's)")
+    .option('--name <name>', 'lab name (default: the only lab)')
+    .option('--pods <n>', 'pods to attach once its agent is ready')
+    .action(async (o: { name?: string; pods?: string }) => {
+      const { labAddNode } = await import('../lab/nodes.js');
+      const n = await labAddNode(await labName(o), { ...(o.pods !== undefined && { pods: count(o.pods) }) });
+      say(`node ${n.name} (${n.publicIP}) joined; its agent is ready`);
+    });
+  node
+    .command('remove')
+    .description('remove a node: its pods detached, its agent leaves the cluster, its namespace removed')
+    .argument('<node>', 'node name (n1, …)')
+    .option('--name <name>', 'lab name (default: the only lab)')
+    .action(async (nodeName: string, o: { name?: string }) => {
+      const { labRemoveNode } = await import('../lab/nodes.js');
+      await labRemoveNode(await labName(o), nodeName, say);
+    });
+
+  const pod = lab.command('pod').description("attach or detach a running lab's pods (through weft-cni)");
+  pod
+    .command('add')
+    .description('create pods on a node and attach them through weft-cni (CNI ADD)')
+    .argument('<node>', 'node name (n1, …)')
+    .option('--name <name>', 'lab name (default: the only lab)')
+    .option('--count <n>', 'how many', '1')
+    .action(async (nodeName: string, o: { name?: string; count: string }) => {
+      const { labAttachPods } = await import('../lab/pods.js');
+      for (const p of await labAttachPods(await labName(o), nodeName, count(o.count)))
+        say(`pod ${p.name} on ${p.node}: ${p.ip}`);
+    });
+  pod
+    .command('del')
+    .description('detach a pod through weft-cni (CNI DEL) and remove its namespace')
+    .argument('<pod>', 'pod name (n1p1, …)')
+    .option('--name <name>', 'lab name (default: the only lab)')
+    .action(async (podName: string, o: { name?: string }) => {
+      const { labDetachPod } = await import('../lab/pods.js');
+      await labDetachPod(await labName(o), podName);
+      say(`pod ${podName} detached and removed`);
+    });
+
+  const agent = lab.command('agent').description("end or restart a lab node's agent");
+  agent
+    .command('kill')
+    .description('end the agent with a signal (default KILL: a crash; TERM: a clean stop)')
+    .argument('<node>', 'node name (n1, …)')
+    .option('--name <name>', 'lab name (default: the only lab)')
+    .option('--signal <sig>', 'KILL, TERM, INT, …', 'KILL')
+    .action(async (nodeName: string, o: { name?: string; signal: string }) => {
+      const { labKillAgent } = await import('../lab/agents.js');
+      await labKillAgent(await labName(o), nodeName, signalOf(o.signal));
+      say(`agent on ${nodeName} ended with SIG${o.signal.replace(/^SIG/i, '').toUpperCase()}`);
+    });
+  agent
+    .command('restart')
+    .description(
+      'end the agent if it runs (default KILL: it leaves the data path as it is), start it again, wait until it is ready',
+    )
+    .argument('<node>', 'node name (n1, …)')
+    .option('--name <name>', 'lab name (default: the only lab)')
+    .option('--signal <sig>', 'how to end it: KILL, or TERM for a clean stop first', 'KILL')
+    .action(async (nodeName: string, o: { name?: string; signal: string }) => {
+      const { labRestartAgent } = await import('../lab/agents.js');
+      const n = await labRestartAgent(await labName(o), nodeName, { signal: signalOf(o.signal) });
+      say(`agent on ${nodeName} restarted (pid ${n.agentPid}) and ready`);
+    });
+}
+
+function count(v: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0 || n > 50)
+    throw new WeftError(`expected a number of pods between 0 and 50, got "${v}"`);
+  return n;
+}
+
+function signalOf(v: string): NodeJS.Signals {
+  const name = `SIG${v.replace(/^SIG/i, '').toUpperCase()}`;
+  if (!(name in constants.signals))
+    throw new WeftError(`unknown signal "${v}"`, { hint: 'e.g. KILL, TERM, INT, HUP' });
+  return name as NodeJS.Signals;
 }
 
 /** The lab a command means when --name is not given: the only one up, else a clear error. */

@@ -1,35 +1,7 @@
-import { request } from 'node:http';
-import { WeftError } from '../util/errors.js';
+import { agentGet } from '../agent/client.js';
 
-/** Fetches a path from an agent's status socket. */
-export function agentGet(socket: string, path: string): Promise<{ code: number; body: string }> {
-  return agentRequest(socket, path, 'GET');
-}
-
-export function agentRequest(
-  socket: string,
-  path: string,
-  method: 'GET' | 'POST',
-): Promise<{ code: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = request(
-      { socketPath: socket, path, method, timeout: method === 'POST' ? 60_000 : 3000 },
-      (res) => {
-        let body = '';
-        res.on('data', (c: Buffer) => (body += c.toString()));
-        res.on('end', () => resolve({ code: res.statusCode ?? 0, body }));
-      },
-    );
-    req.on('error', (e: NodeJS.ErrnoException) =>
-      reject(
-        new WeftError(`cannot reach the agent at ${socket}: ${e.code ?? e.message}`, {
-          hint: 'is `weft agent` running on this node? pass --socket',
-        }),
-      ),
-    );
-    req.end();
-  });
-}
+/** The agent's HTTP client lives in src/agent/client.ts; re-exported for callers that import it here. */
+export { agentGet, agentRequest } from '../agent/client.js';
 
 interface StatusJson {
   ready: { ready: boolean; reasons: string[] };

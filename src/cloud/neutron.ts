@@ -736,6 +736,37 @@ export class NeutronRouteProvider implements CloudRouteProvider {
   }
 }
 
+// ---------------------------------------------------------------------------------- owners
+
+/** What one node of a cluster owns according to the records (no cloud call). */
+export interface RecordedOwnership {
+  routes: CloudRoute[];
+  /** Pod subnets recorded as address pairs, with the port they are on. */
+  pairs: { ipAddress: string; portId: string }[];
+}
+
+/**
+ * Every node of `cluster` that has an ownership record, with what it owns: a coordinator reaps the
+ * nodes it no longer sees among these, and nothing else.
+ */
+export async function recordedOwners(
+  store: OwnershipStore,
+  cluster: string,
+): Promise<Map<string, RecordedOwnership>> {
+  const out = new Map<string, RecordedOwnership>();
+  for (const [k, v] of await store.list('neutron/')) {
+    const r = parseJson(v) as Partial<RouteRecord & PairRecord> | undefined;
+    if (!r || r.cluster !== cluster || typeof r.node !== 'string') continue;
+    const o = out.get(r.node) ?? { routes: [], pairs: [] };
+    if (k.startsWith('neutron/routes/') && r.destination && r.nexthop)
+      o.routes.push({ destination: r.destination, nexthop: r.nexthop });
+    else if (k.startsWith('neutron/pairs/') && r.ipAddress && r.portId)
+      o.pairs.push({ ipAddress: r.ipAddress, portId: r.portId });
+    out.set(r.node, o);
+  }
+  return out;
+}
+
 // ---------------------------------------------------------------------------------- helpers
 
 function strictCidr(text: string, what: string): string {

@@ -107,7 +107,7 @@ export class FileLock {
           );
         }
         sleepMs(wait + Math.floor(Math.random() * wait));
-        wait = Math.min(wait * 2, 20);
+        wait = Math.min(wait * 2, 4); // holders keep it ~1 ms: a long nap only adds latency
       }
     } finally {
       try {

@@ -1,4 +1,7 @@
+import { readFileSync } from 'node:fs';
+import { rootCertificates } from 'node:tls';
 import { Etcd3, type IOptions } from 'etcd3';
+import { WeftError } from '../util/errors.js';
 import { Cidr } from '../util/ipv4.js';
 import {
   configKey,
@@ -46,13 +49,126 @@ function watchBackoff(ms = 100): Backoff {
   return { duration: ms, next: () => watchBackoff(Math.min(ms * 2, 2000)) } as Backoff;
 }
 
-export function connectEtcd(endpoints: string[]): Etcd3 {
+/**
+ * How the agent proves itself to etcd, as flanneld does: TLS with a CA and a client certificate
+ * (--etcd-cafile/--etcd-certfile/--etcd-keyfile) and/or a user (--etcd-username/--etcd-password).
+ * Without them anyone who reaches etcd can rewrite the leases.
+ */
+export interface EtcdSecurity {
+  caFile?: string;
+  certFile?: string;
+  keyFile?: string;
+  username?: string;
+  password?: string;
+}
+
+function readPem(flag: string, path: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (e) {
+    throw new WeftError(`cannot read ${flag} ${path}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`, {
+      hint: `give ${flag} a readable PEM file`,
+    });
+  }
+}
+
+/** The etcd3 client options for the given security settings; throws a WeftError on an unusable setting. */
+export function etcdClientSecurity(
+  endpoints: string[],
+  sec: EtcdSecurity = {},
+): Pick<IOptions, 'credentials' | 'auth'> {
+  const out: Pick<IOptions, 'credentials' | 'auth'> = {};
+  if ((sec.certFile === undefined) !== (sec.keyFile === undefined)) {
+    throw new WeftError('--etcd-certfile and --etcd-keyfile go together', {
+      hint: 'give both (the client certificate and its key) or neither',
+    });
+  }
+  if (sec.caFile !== undefined || sec.certFile !== undefined) {
+    const plain = endpoints.filter((e) => !e.startsWith('https://'));
+    if (plain.length > 0) {
+      throw new WeftError(`etcd TLS files were given but ${plain.join(',')} is not https://`, {
+        hint: 'use https:// endpoints with --etcd-cafile/--etcd-certfile/--etcd-keyfile',
+      });
+    }
+    out.credentials = {
+      // No --etcd-cafile: the system's roots, as Go's TLS client does.
+      rootCertificate:
+        sec.caFile !== undefined
+          ? readPem('--etcd-cafile', sec.caFile)
+          : Buffer.from(rootCertificates.join('\n')),
+      ...(sec.certFile !== undefined && { certChain: readPem('--etcd-certfile', sec.certFile) }),
+      ...(sec.keyFile !== undefined && { privateKey: readPem('--etcd-keyfile', sec.keyFile) }),
+    };
+  }
+  if ((sec.username === undefined) !== (sec.password === undefined)) {
+    throw new WeftError('--etcd-username and --etcd-password go together', { hint: 'give both or neither' });
+  }
+  if (sec.username !== undefined) out.auth = { username: sec.username, password: sec.password! };
+  return out;
+}
+
+/** flanneld's warning for an endpoint without TLS; undefined for https://. */
+export function plainEtcdWarning(endpoint: string): string | undefined {
+  return endpoint.startsWith('https://')
+    ? undefined
+    : `etcd endpoint ${endpoint} is plain HTTP: leases travel unencrypted and anyone who reaches it can rewrite them (use https:// with --etcd-cafile/--etcd-certfile/--etcd-keyfile)`;
+}
+
+const CLIENT_CERT_REJECTED =
+  /alert (?:bad certificate|certificate required|unknown ca|handshake failure)|SSL alert number (?:40|42|48|116)\b/i;
+const SERVER_CERT_UNTRUSTED =
+  /unable to verify the first certificate|self[- ]signed certificate(?: in certificate chain)?|certificate has expired|unable to get (?:local )?issuer certificate|Hostname\/IP does not match certificate's altnames/i;
+
+/**
+ * The cause of an etcd failure that is about who this agent is (TLS trust, client certificate, user),
+ * as a line naming the fix; undefined for anything else (unreachable, timeouts: transient).
+ */
+export function etcdSecurityProblem(err: unknown, endpoints: string[]): string | undefined {
+  const m = err instanceof Error ? err.message : String(err);
+  const at = `etcd at ${endpoints.join(',')}`;
+  if (CLIENT_CERT_REJECTED.test(m))
+    return `${at} rejected this agent's TLS client certificate (none given, or not signed by the CA etcd trusts): pass --etcd-certfile and --etcd-keyfile`;
+  const untrusted = SERVER_CERT_UNTRUSTED.exec(m);
+  if (untrusted)
+    return `${at} presented a TLS certificate this agent does not trust (${untrusted[0]}): pass the CA that signed it with --etcd-cafile`;
+  if (/wrong version number|packet length too long/i.test(m))
+    return `${at} does not answer TLS: use its http:// URL, or enable TLS on etcd`;
+  if (/user name is empty/i.test(m)) return `${at} requires a user: pass --etcd-username and --etcd-password`;
+  if (/authentication failed|invalid user ID or password/i.test(m))
+    return `${at} refused the user and password: check --etcd-username and --etcd-password`;
+  if (/permission denied/i.test(m))
+    return `${at}: the etcd user may not use the key prefix (permission denied): grant its role readwrite on --etcd-prefix`;
+  return undefined;
+}
+
+export function connectEtcd(endpoints: string[], security?: EtcdSecurity): Etcd3 {
   return new Etcd3({
     hosts: endpoints,
     dialTimeout: 3000,
     defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + 5000 }),
     faultHandling: { watchBackoff: watchBackoff() },
+    ...etcdClientSecurity(endpoints, security),
   });
+}
+
+/**
+ * One read with a short deadline: throws a WeftError when etcd rejects who this agent is (TLS,
+ * certificate, user); any other outcome (answered, unreachable) is left to the caller's retries.
+ */
+export async function checkEtcdAccess(
+  endpoints: string[],
+  prefix: string,
+  security?: EtcdSecurity,
+): Promise<void> {
+  const client = connectEtcd(endpoints, security);
+  try {
+    await client.get(configKey(prefix.replace(/\/+$/, ''))).string(); // a key the agent may read
+  } catch (err) {
+    const problem = etcdSecurityProblem(err, endpoints);
+    if (problem) throw new WeftError(problem);
+  } finally {
+    client.close();
+  }
 }
 
 const str = (b: Buffer | string): string => (typeof b === 'string' ? b : b.toString('utf8'));

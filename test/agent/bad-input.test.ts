@@ -1,12 +1,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { startEtcd, stopEtcd } from '../../src/lab/etcd-server.js';
 import { run } from '../../src/util/exec.js';
-import { uniqueName, inNs } from '../helpers/lab.js';
+import { inNs } from '../helpers/lab.js';
+import { scratchNamespace } from './scratch.js';
 
 const WEFT = fileURLToPath(new URL('../../src/cli/weft.js', import.meta.url));
 
@@ -18,32 +17,7 @@ test(
   'bad input: the agent exits non-zero with one line naming the field and the problem',
   { timeout: 120_000 },
   async (t) => {
-    const ns = `wt-${uniqueName('a')}`;
-    const dir = await mkdtemp(join(tmpdir(), 'weft-bad-'));
-    await run('ip', ['netns', 'add', ns]);
-    t.after(async () => {
-      await run('ip', ['netns', 'pids', ns], { allowFailure: true }).then((r) =>
-        r.stdout
-          .split('\n')
-          .filter(Boolean)
-          .forEach((p) => process.kill(Number(p), 'SIGKILL')),
-      );
-      await run('ip', ['netns', 'del', ns], { allowFailure: true });
-      await rm(dir, { recursive: true, force: true });
-    });
-    await run('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
-    const etcd = await startEtcd({ dir: join(dir, 'etcd'), host: '127.0.0.1', netns: ns });
-    t.after(() => stopEtcd(etcd.pid));
-    const put = (v: string) =>
-      inNs(ns, [
-        'env',
-        'ETCDCTL_API=3',
-        'etcdctl',
-        `--endpoints=${etcd.endpoint}`,
-        'put',
-        '/coreos.com/network/config',
-        v,
-      ]);
+    const { ns, dir, etcd, putConfig: put } = await scratchNamespace(t, 'a');
     const agent = (extra: string[] = [], endpoint = etcd.endpoint) =>
       inNs(
         ns,

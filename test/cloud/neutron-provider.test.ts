@@ -3,9 +3,8 @@
 // them, and the error text.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { Etcd3 } from 'etcd3';
-import { startTestNeutron, makeSubnet, type TestNeutron } from '../openstack/neutron-fixture.js';
-import { startTestEtcd, type TestEtcd } from '../helpers/etcd.js';
+import type { Etcd3 } from 'etcd3';
+import { startNeutronAndEtcd, makeSubnet, type TestNeutron } from '../openstack/neutron-fixture.js';
 import { NeutronClient } from '../../src/openstack/neutron.js';
 import type { AddressPair, Port, Route, Router } from '../../src/openstack/types.js';
 import { NeutronRouteProvider, type NeutronProviderOptions } from '../../src/cloud/neutron.js';
@@ -21,23 +20,18 @@ import {
 import { WeftError } from '../../src/util/errors.js';
 
 let neutron: TestNeutron;
-let etcd: TestEtcd;
 let kv: Etcd3;
 let api: NeutronClient; // "the operator": raw API calls outside weft
 let seq = 0;
 
+let fixtures: Awaited<ReturnType<typeof startNeutronAndEtcd>> | undefined;
 before(async () => {
-  const [n, e] = await Promise.allSettled([startTestNeutron(), startTestEtcd()]);
-  if (n.status === 'fulfilled') neutron = n.value;
-  if (e.status === 'fulfilled') etcd = e.value;
-  if (n.status === 'rejected') throw n.reason; // after() stops whatever did start
-  if (e.status === 'rejected') throw e.reason;
-  kv = new Etcd3({ hosts: etcd.endpoint });
+  fixtures = await startNeutronAndEtcd();
+  ({ neutron, kv } = fixtures);
   api = neutron.client;
 });
 after(async () => {
-  kv?.close();
-  await Promise.allSettled([neutron?.stop(), etcd?.stop()]);
+  await fixtures?.stop();
 });
 
 interface Topo {

@@ -4,10 +4,21 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { readdir, stat } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { connect, createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { CNI_SOCKET_DIR } from '../../src/cni/server.js';
-import { call, callRaw, httpGet, httpServer, makeNetns, makeNode, SHIM, type TestNode } from './helpers.js';
+import {
+  call,
+  callRaw,
+  httpGet,
+  httpServer,
+  links,
+  makeNetns,
+  makeNode,
+  SHIM,
+  type TestNode,
+} from './helpers.js';
 
 const WEFT = fileURLToPath(new URL('../../src/cli/weft.js', import.meta.url));
 
@@ -57,26 +68,44 @@ test('through the server: ADD, CHECK, DEL give the Node plugin’s results; the 
 
 test('through the server, every error is byte for byte what the Node plugin prints', async (t) => {
   const node = await makeNode(t);
-  const [pod] = await makeNetns(t, 'p1');
+  const [pod, busy] = await makeNetns(t, 'p1', 'p2');
   const server = await startServer(t, node);
-  const cases: [string, Parameters<typeof callRaw>[1], Parameters<typeof callRaw>[3]][] = [
-    ['unsupported cniVersion', 'ADD', { config: node.config({ cniVersion: '9.9.9' }) }],
-    ['missing CNI_NETNS', 'ADD', { netnsPath: '' }],
-    ['bad netns path', 'ADD', { netnsPath: '/nonexistent/ns' }],
-    ['invalid config field', 'ADD', { config: node.config({ mtu: 'big' }) }],
-    ['unknown CNI_ARGS key', 'ADD', { args: 'FOO=bar' }],
-    ['CHECK without prevResult', 'CHECK', {}],
-    ['STATUS on an old cniVersion', 'STATUS', { config: node.config({ cniVersion: '1.0.0' }) }],
-    ['no subnet file', 'ADD', { config: node.config({ subnetFile: '/nonexistent/subnet.env' }) }],
+  const dir = await mkdtemp('/tmp/wcni-notns-');
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  await writeFile(`${dir}/file`, '');
+  // The pod end of an earlier ADD: a second attachment with the same ifname collides in the namespace.
+  await call(node, 'ADD', busy, { containerId: 'first' });
+  // [what, verb, options, served]: a CNI_NETNS the shim cannot open or hand over exactly gets the Node
+  // plugin's own answer, in the runtime's mount namespace.
+  const cases: [string, Parameters<typeof callRaw>[1], Parameters<typeof callRaw>[3], boolean][] = [
+    ['unsupported cniVersion', 'ADD', { config: node.config({ cniVersion: '9.9.9' }) }, true],
+    ['missing CNI_NETNS', 'ADD', { netnsPath: '' }, true],
+    ['bad netns path', 'ADD', { netnsPath: '/nonexistent/ns' }, false],
+    ['relative netns path', 'ADD', { netnsPath: 'run/netns/x' }, false],
+    ['netns path with a space', 'ADD', { netnsPath: `${dir}/a b` }, false],
+    ['a file that is not a namespace', 'ADD', { netnsPath: `${dir}/file` }, true],
+    ['the interface exists in the namespace', 'ADD', { containerId: 'second' }, true],
+    ['invalid config field', 'ADD', { config: node.config({ mtu: 'big' }) }, true],
+    ['unknown CNI_ARGS key', 'ADD', { args: 'FOO=bar' }, true],
+    ['CHECK without prevResult', 'CHECK', {}, true],
+    ['STATUS on an old cniVersion', 'STATUS', { config: node.config({ cniVersion: '1.0.0' }) }, true],
+    ['no subnet file', 'ADD', { config: node.config({ subnetFile: '/nonexistent/subnet.env' }) }, true],
   ];
   for (const [what, verb, o] of cases) {
-    const viaNode = await callRaw(node, verb, pod, o);
-    const viaShim = await callRaw(node, verb, pod, { ...o, plugin: SHIM });
+    const p = what === 'the interface exists in the namespace' ? busy : pod;
+    const viaNode = await callRaw(node, verb, p, o);
+    const viaShim = await callRaw(node, verb, p, { ...o, plugin: SHIM });
     assert.notEqual(viaShim.exitCode, 0, what);
     assert.equal(viaShim.exitCode, viaNode.exitCode, what);
     assert.equal(viaShim.stdout, viaNode.stdout, what);
   }
-  assert.equal((await server.servedAtLeast(cases.length)).length, cases.length, 'all answered by the server');
+  assert.match(
+    (await callRaw(node, 'ADD', busy, { containerId: 'second', plugin: SHIM })).stdout,
+    new RegExp(`already exists in /run/netns/${busy}"`),
+    'the answer names the runtime’s path, not the server’s handle on it',
+  );
+  const served = cases.filter((c) => c[3]).length + 1;
+  assert.equal((await server.servedAtLeast(served)).length, served, 'answered by the server');
   // VERSION too, and a config that is not JSON.
   const v = await callRaw(node, 'VERSION', undefined, { plugin: SHIM, config: { cniVersion: '1.0.0' } });
   assert.deepEqual(JSON.parse(v.stdout), {
@@ -117,4 +146,56 @@ test('only root may ask: the socket directory is 0700 and the socket 0600', asyn
   const server = await startServer(t, node);
   assert.equal((await stat(CNI_SOCKET_DIR)).mode & 0o777, 0o700);
   assert.equal((await stat(server.sock)).mode & 0o777, 0o600);
+});
+
+test('a request that names a namespace without handing it over is not served (the shim then runs the plugin)', async (t) => {
+  const node = await makeNode(t);
+  const server = await startServer(t, node);
+  const vars = [
+    'CNI_COMMAND=ADD',
+    'CNI_CONTAINERID=c1',
+    `CNI_NETNS=/run/netns/${node.ns}`,
+    'CNI_IFNAME=eth0',
+  ];
+  const body = JSON.stringify(node.config());
+  const answer = await new Promise<string>((resolve, reject) => {
+    const s = connect(server.sock, () => {
+      s.end(
+        `weft-cni/2 ${vars.length} ${Buffer.byteLength(body)}\n${vars.map((v) => `${v}\0`).join('')}${body}`,
+      );
+    });
+    let got = '';
+    s.on('data', (b: Buffer) => (got += b.toString()));
+    s.on('end', () => resolve(got));
+    s.on('error', reject);
+  });
+  assert.match(answer, /^unserved CNI_NETNS came without its descriptor\n$/);
+  assert.equal(
+    (await links(node.ns)).filter((l) => l.ifname.startsWith('veth')).length,
+    0,
+    'nothing was attached',
+  );
+});
+
+test('a server that cannot serve (says so, or breaks off its answer) leaves the call to the Node plugin', async (t) => {
+  const node = await makeNode(t);
+  const [p1, p2] = await makeNetns(t, 'p1', 'p2');
+  await mkdir(CNI_SOCKET_DIR, { recursive: true, mode: 0o700 });
+  const sock = `${CNI_SOCKET_DIR}/net-${(await stat(`/run/netns/${node.ns}`)).ino}.sock`;
+  // A stand-in for a server in trouble, on the node's socket: it reads the request, then answers badly.
+  let answer = 'unserved the test says no\n';
+  let asked = 0;
+  const fake = createServer({ allowHalfOpen: true }, (s) => {
+    s.on('data', () => undefined);
+    s.on('end', () => (asked++, s.end(answer)));
+  });
+  await new Promise<void>((r) => fake.listen(sock, r));
+  t.after(() => new Promise<void>((r) => fake.close(() => r())).then(() => rm(sock, { force: true })));
+  const r1 = (await call(node, 'ADD', p1, { plugin: SHIM })) as { ips: { address: string }[] };
+  assert.equal(r1.ips[0]!.address, '10.244.1.2/24');
+  answer = '0 500 0\n{"cniVersion"'; // cut short
+  const r2 = (await call(node, 'ADD', p2, { plugin: SHIM })) as { ips: { address: string }[] };
+  assert.equal(r2.ips[0]!.address, '10.244.1.3/24');
+  assert.equal(asked, 2, 'the shim asked the server first');
+  assert.equal((await links(p1!, 'eth0'))[0]?.addr_info?.[0]?.local, '10.244.1.2', 'the pod got its address');
 });

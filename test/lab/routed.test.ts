@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { agentGet } from '../../src/cli/status-command.js';
+import { agentGet } from '../../src/agent/client.js';
 import { labSwitchBackend, readState } from '../../src/lab/lab.js';
 import { allPairsFailures, pings, upLab } from '../helpers/lab.js';
 

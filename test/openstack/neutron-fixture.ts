@@ -7,7 +7,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { run } from '../../src/util/exec.js';
-import { freePort } from '../helpers/etcd.js';
+import { Etcd3 } from 'etcd3';
+import { freePort, startTestEtcd, type TestEtcd } from '../helpers/etcd.js';
 import { NeutronClient } from '../../src/openstack/neutron.js';
 
 export interface TestNeutron {
@@ -59,4 +60,34 @@ export async function makeSubnet(
   });
   if (opts.routerId) await c.addRouterInterface(opts.routerId, s.id);
   return { networkId, subnetId: s.id };
+}
+
+/** The API-only Neutron and a real etcd, started side by side; `stop()` stops both (whichever started). */
+export async function startNeutronAndEtcd(): Promise<{
+  neutron: TestNeutron;
+  etcd: TestEtcd;
+  kv: Etcd3;
+  stop(): Promise<void>;
+}> {
+  const [n, e] = await Promise.allSettled([startTestNeutron(), startTestEtcd()]);
+  const stopAll = async () => {
+    await Promise.allSettled([
+      n.status === 'fulfilled' && n.value.stop(),
+      e.status === 'fulfilled' && e.value.stop(),
+    ]);
+  };
+  if (n.status === 'rejected' || e.status === 'rejected') {
+    await stopAll();
+    throw n.status === 'rejected' ? n.reason : (e as PromiseRejectedResult).reason;
+  }
+  const kv = new Etcd3({ hosts: e.value.endpoint });
+  return {
+    neutron: n.value,
+    etcd: e.value,
+    kv,
+    stop: async () => {
+      kv.close();
+      await stopAll();
+    },
+  };
 }
