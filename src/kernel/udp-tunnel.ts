@@ -1,13 +1,16 @@
-import { readFile, writeFile } from 'node:fs/promises';
 import { WeftError } from '../util/errors.js';
 import type { Logger } from '../util/log.js';
-import { batch, getLink, listAddrs, type Link } from './iproute.js';
+import { deleteLink, kernelOps } from './kernel.js';
+import { getLink, listAddrs, type Link } from './iproute.js';
+import type { Op } from './ops.js';
+import { sysctlRead, sysctlWrite } from './sysctl.js';
 
 /**
  * The udp backend's kernel objects: one TUN device, persistent and multi-queue, that the native data
  * path (weft-udp) attaches its queues to. The device belongs to the agent, not to the data path, so
- * its address and the cluster route through it survive a restart of weft-udp (packets sent while no
- * queue is attached are dropped by the kernel; the restart takes a few milliseconds).
+ * its address and the cluster route through it (the data plane's, proto 87) survive a restart of
+ * weft-udp (packets sent while no queue is attached are dropped by the kernel; a restart takes a few
+ * milliseconds). What is TUN-specific lives here; the changes are Ops of the kernel layer.
  */
 
 export interface TunParams {
@@ -24,38 +27,37 @@ function compatible(link: Link): boolean {
   return info?.info_kind === 'tun' && d?.type === 'tun' && d.pi === false && d.multi_queue === true;
 }
 
-const procConf = (dev: string, key: string) => `/proc/sys/net/ipv4/conf/${dev}/${key}`;
-
+/** Creates, adopts or repairs the TUN device: its kind, MTU, single address, no IPv6, up. */
 export async function ensureTunDevice(p: TunParams, log: Logger): Promise<void> {
   let link = await getLink(p.name);
-  const cmds: string[] = [];
+  const ops: Op[] = [];
   if (link && !compatible(link)) {
     log.warn(
       { device: p.name, found: link.linkinfo },
       'existing device is not a multi-queue tun: recreating it',
     );
-    cmds.push(`link del ${p.name}`);
+    ops.push({ op: 'link-del', name: p.name });
     link = undefined;
   }
   if (!link) {
     log.info({ device: p.name, mtu: p.mtu }, 'creating TUN device');
     // No IPv6 on the tunnel: the data path carries IPv4 only.
-    cmds.push(
-      `tuntap add dev ${p.name} mode tun multi_queue vnet_hdr`,
-      `link set ${p.name} addrgenmode none`,
+    ops.push(
+      { op: 'link-add-tun', name: p.name, multiQueue: true, vnetHdr: true },
+      { op: 'link-set', name: p.name, noIpv6LinkLocal: true },
     );
   }
-  if (link?.mtu !== p.mtu) cmds.push(`link set ${p.name} mtu ${p.mtu}`);
+  if (link?.mtu !== p.mtu) ops.push({ op: 'link-set', name: p.name, mtu: p.mtu });
   const want = `${p.address}/32`;
   const have = link
     ? ((await listAddrs(p.name))[0]?.addr_info ?? [])
         .filter((a) => a.family === 'inet')
         .map((a) => `${a.local}/${a.prefixlen}`)
     : [];
-  for (const a of have) if (a !== want) cmds.push(`addr del ${a} dev ${p.name}`);
-  if (!have.includes(want)) cmds.push(`addr add ${want} dev ${p.name}`);
-  if (!link?.flags.includes('UP')) cmds.push(`link set ${p.name} up`);
-  const failures = await batch(cmds);
+  for (const a of have) if (a !== want) ops.push({ op: 'addr-del', dev: p.name, cidr: a });
+  if (!have.includes(want)) ops.push({ op: 'addr-add', dev: p.name, cidr: want });
+  if (!link?.flags.includes('UP')) ops.push({ op: 'link-set', name: p.name, up: true });
+  const failures = await kernelOps().execute(ops);
   if (failures.length > 0)
     throw new WeftError(
       `cannot set up TUN device ${p.name}: ${failures.map((f) => `"${f.command}": ${f.message}`).join('; ')}`,
@@ -63,8 +65,8 @@ export async function ensureTunDevice(p: TunParams, log: Logger): Promise<void> 
     );
   // The data path answers senders with ICMP errors from the tunnel address; without accept_local the
   // kernel would drop them as martians (their source is one of this node's own addresses).
-  const key = procConf(p.name, 'accept_local');
-  if ((await readFile(key, 'utf8')).trim() !== '1') await writeFile(key, '1');
+  const key = `net/ipv4/conf/${p.name}/accept_local`;
+  if ((await sysctlRead(key)) !== '1') await sysctlWrite(key, '1');
 }
 
 /**
@@ -83,7 +85,7 @@ export async function tunnelBindAddress(iface: string, publicIP: string): Promis
 export async function removeTunDevice(name: string): Promise<boolean> {
   const link = await getLink(name);
   if (!link || link.linkinfo?.info_kind !== 'tun') return false;
-  const failures = await batch([`link del ${name}`]);
-  if (failures.length > 0) throw new WeftError(`cannot remove TUN device ${name}: ${failures[0]!.message}`);
+  const failure = await deleteLink(name);
+  if (failure) throw new WeftError(`cannot remove TUN device ${name}: ${failure.message}`);
   return true;
 }
