@@ -182,20 +182,16 @@ export class UdpDataPath {
     return s;
   }
 
-  /** The agent is stopping: the data path goes on without it (the next agent adopts it). */
+  /**
+   * The agent is stopping: the data path goes on without it (the next agent adopts it). When the node
+   * leaves, stopHelper then ends the process, which is no longer restarted.
+   */
   detach(): void {
     this.stopping = true;
     clearInterval(this.timer);
     clearTimeout(this.restartTimer);
     this.conn?.close();
     this.child?.unref();
-  }
-
-  /** The data path is no longer wanted (another backend, or the node leaves): stop the process. */
-  async stop(): Promise<void> {
-    this.detach();
-    await stopHelper(this.o.settings.tun, this.log);
-    this.state = 'stopped';
   }
 
   // ------------------------------------------------------------------------------ process
