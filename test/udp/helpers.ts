@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { agentGet } from '../../src/cli/status-command.js';
+import { agentGet } from '../../src/agent/client.js';
 import type { NodeState } from '../../src/lab/lab.js';
 import { inNs } from '../helpers/lab.js';
 

@@ -5,7 +5,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { agentGet } from '../../src/cli/status-command.js';
+import { agentGet } from '../../src/agent/client.js';
 import { readSubnetEnv } from '../../src/config/subnet-env.js';
 import { nsName, type NodeState } from '../../src/lab/lab.js';
 import { run } from '../../src/util/exec.js';

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { agentGet } from '../../src/cli/status-command.js';
+import { agentGet } from '../../src/agent/client.js';
 import { labRestartAgent, readState, type NodeState } from '../../src/lab/lab.js';
 import { run } from '../../src/util/exec.js';
 import { eventually, inNs, pings, upLab } from '../helpers/lab.js';
