@@ -120,15 +120,6 @@ export function findHelperPids(tun: string): number[] {
   return found;
 }
 
-export function isAlive(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return !stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z');
-  } catch {
-    return false;
-  }
-}
-
 /** Whether the running process's executable was replaced on disk since it started (an upgrade). */
 export function isOutdated(pid: number): boolean {
   try {

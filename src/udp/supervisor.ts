@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
 import type { Registry } from 'prom-client';
 import { describeError, WeftError } from '../util/errors.js';
+import { alive } from '../util/process.js';
 import type { Cidr } from '../util/ipv4.js';
 import type { Logger } from '../util/log.js';
 import { ControlConnection, controlSocketName } from './control.js';
@@ -9,7 +10,6 @@ import {
   findHelperPids,
   HELPER_PATH,
   helperArgs,
-  isAlive,
   isOutdated,
   parseReply,
   sameSettings,
@@ -306,7 +306,7 @@ export class UdpDataPath {
     await sleep(100); // the child's exit status follows the socket's close
     let why = this.killedFor ?? (this.child ? this.childExit : undefined);
     if (why === undefined) {
-      if (pid !== undefined && isAlive(pid)) {
+      if (pid !== undefined && alive(pid)) {
         why = 'closed its control socket';
         await killHelpers(this.o.settings.tun);
       } else why = 'exited (it was started by an earlier agent: its status is unknown)';
@@ -401,15 +401,15 @@ export class UdpDataPath {
 
 async function waitGone(pids: number[], ms: number): Promise<void> {
   const deadline = Date.now() + ms;
-  while (pids.some(isAlive) && Date.now() < deadline) await sleep(20);
-  for (const p of pids.filter(isAlive)) {
+  while (pids.some(alive) && Date.now() < deadline) await sleep(20);
+  for (const p of pids.filter(alive)) {
     try {
       process.kill(p, 'SIGKILL');
     } catch {
       /* gone */
     }
   }
-  while (pids.some(isAlive) && Date.now() < deadline + 2000) await sleep(20);
+  while (pids.some(alive) && Date.now() < deadline + 2000) await sleep(20);
 }
 
 async function killHelpers(tun: string): Promise<void> {

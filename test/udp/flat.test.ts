@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { readSubnetEnv } from '../../src/config/subnet-env.js';
 import { labDown, type NodeState } from '../../src/lab/lab.js';
-import { isAlive } from '../../src/udp/helper.js';
+import { alive } from '../../src/util/process.js';
 import { parseIPv4 } from '../../src/util/ipv4.js';
 import { allPairsFailures, eventually, inNs, tcpTransfer, upLab } from '../helpers/lab.js';
 import { capture, dataPath, ipString, ipv4, metric, sendDatagrams } from './helpers.js';
@@ -168,7 +168,7 @@ test(
       const pids = await Promise.all(state.nodes.map(async (n) => (await dataPath(n))?.pid));
       assert.ok(pids.every((p) => p !== undefined));
       await labDown(state.name);
-      for (const p of pids) assert.equal(isAlive(p!), false, `weft-udp ${p} is gone`);
+      for (const p of pids) assert.equal(alive(p!), false, `weft-udp ${p} is gone`);
     });
   },
 );

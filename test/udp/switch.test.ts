@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { agentRequest } from '../../src/agent/client.js';
 import { labSwitchBackend, readState, type NodeState } from '../../src/lab/lab.js';
 import { netnsPids } from '../../src/kernel/netns.js';
-import { isAlive } from '../../src/udp/helper.js';
+import { alive } from '../../src/util/process.js';
 import { cmdline } from '../../src/util/process.js';
 import { allPairsFailures, eventually, inNs, upLab } from '../helpers/lab.js';
 import { dataPath } from './helpers.js';
@@ -65,7 +65,7 @@ test(
       assert.ok(pid !== undefined);
       const r = await agentRequest(join(n2.dir, 'agent.sock'), '/leave', 'POST');
       assert.equal(r.code, 200, r.body);
-      assert.ok(await eventually(async () => !isAlive(pid)), `weft-udp ${pid} stopped`);
+      assert.ok(await eventually(async () => !alive(pid)), `weft-udp ${pid} stopped`);
       assert.equal(await hasTun(n2), false, 'the TUN device is removed');
       const routes = await inNs(n2.netns, ['ip', 'route', 'show', 'proto', '87']);
       assert.equal(routes.stdout.trim(), '', 'no weft route left');
