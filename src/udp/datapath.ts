@@ -3,6 +3,7 @@ import type { Registry } from 'prom-client';
 import type { NetworkConfig } from '../config/network-config.js';
 import { UDP_OVERHEAD_IPV4, UDP_TUN_DEVICE, type Plan } from '../backend/types.js';
 import { udpPeerTable } from '../backend/udp.js';
+import { localLinkNames } from '../kernel/iproute.js';
 import { ensureTunDevice, removeTunDevice, tunnelBindAddress, type TunParams } from '../kernel/udp-tunnel.js';
 import { formatIPv4, type Cidr } from '../util/ipv4.js';
 import type { Logger } from '../util/log.js';
@@ -84,8 +85,11 @@ export class UdpNodeDataPath {
 /**
  * Removes a udp data path from this node: weft-udp asked to quit (killed if it does not), then the TUN
  * device with its address and routes. For another backend finding what udp left, and for leaving.
+ * Without the device there is nothing to do (weft-udp exits when its device goes): the common case,
+ * a node that never ran udp, costs one read of /proc and no process.
  */
 export async function removeUdpDataPath(log: Logger): Promise<void> {
+  if (!localLinkNames().has(UDP_TUN_DEVICE)) return;
   await stopHelper(UDP_TUN_DEVICE, log);
   if (await removeTunDevice(UDP_TUN_DEVICE))
     log.info({ device: UDP_TUN_DEVICE }, 'removed the udp TUN device');
