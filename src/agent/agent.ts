@@ -97,6 +97,7 @@ export class Agent implements AgentEndpoints {
     if (!this.member?.lease.current) reasons.push('no subnet lease yet');
     if (!this.member?.reconciler.programmed) reasons.push('data path not programmed yet');
     if (!this.etcd?.up) reasons.push(`etcd at ${this.opts.etcdEndpoints.join(',')} is unreachable`);
+    reasons.push(...(this.member?.dataPathReadiness() ?? []));
     return { ready: reasons.length === 0, reasons };
   }
 
@@ -191,7 +192,7 @@ export class Agent implements AgentEndpoints {
     this.stopper.abort();
     this.timers.clear();
     await this.member?.leave();
-    await releaseDataPath(this.dp, this.traffic);
+    await releaseDataPath(this.dp, this.traffic, this.log.child({ part: 'dataplane' }));
     setTimeout(() => this.opts.onLeft?.(), 100);
   }
 

@@ -63,15 +63,17 @@ export function nodeContext(f: NodeFacts, cloud?: CloudRouting): NodeContext {
  * left, the VTEP MAC chosen, the node found in the cloud when the backend routes through one.
  */
 export async function prepareMember(s: MemberSetup): Promise<ClusterMember> {
-  const datapath = new NodeDataPath(
-    s.dp,
-    s.traffic,
-    s.backend,
-    s.config,
-    s.iface,
-    s.ipMasq,
-    s.log.child({ part: 'dataplane' }),
-  );
+  const datapath = new NodeDataPath({
+    dp: s.dp,
+    traffic: s.traffic,
+    backend: s.backend,
+    config: s.config,
+    iface: s.iface,
+    ipMasq: s.ipMasq,
+    subnetFile: s.subnetFile,
+    registry: s.metrics.registry,
+    log: s.log.child({ part: 'dataplane' }),
+  });
   const manager = new LeaseManager(s.etcd.registry, s.config, s.lease, s.log.child({ part: 'lease' }));
   await datapath.adoptLeftovers({
     takeOverFlannel: s.takeOverFlannel,
@@ -284,21 +286,35 @@ export class ClusterMember {
       lastReconcile: this.reconciler.lastReport,
       cloud: this.cloud?.routing.status(),
       takeover: this.datapath.takeoverStatus(),
+      dataPath: this.datapath.status(),
     };
   }
 
-  /** Stops the periodic work and the watch; waits for a running pass. The kernel is left as it is. */
+  /** Why the data path cannot carry traffic although it is programmed (a native data path that is down). */
+  dataPathReadiness(): string[] {
+    return this.datapath.readiness();
+  }
+
+  /**
+   * Stops the periodic work and the watch; waits for a running pass. The kernel is left as it is, and
+   * a native data path (weft-udp) keeps forwarding, unsupervised, until the next agent adopts it.
+   */
   async stop(): Promise<void> {
     this.timers.clear();
     this.cloud?.stop();
     await this.peers.stop();
     await this.reconciler.idle().catch(() => undefined);
+    this.datapath.detach();
   }
 
-  /** Leaves the cluster: cloud objects and the lease released (the agent then removes the data path). */
+  /**
+   * Leaves the cluster: cloud objects and the lease released, a native data path no longer supervised
+   * (the agent then removes the data path, weft-udp included, without it being restarted).
+   */
   async leave(): Promise<void> {
     this.timers.clear();
     this.cloud?.stop();
+    this.datapath.detach();
     await this.peers.stop();
     await this.cloud?.releaseAll();
     await this.lease.release();

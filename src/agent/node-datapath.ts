@@ -1,7 +1,10 @@
+import type { Registry } from 'prom-client';
 import type { NetworkConfig } from '../config/network-config.js';
 import { vxlanDeviceName, type Backend, type Plan } from '../backend/types.js';
 import { listFdb, sysctlRead, sysctlWrite } from '../kernel/iproute.js';
 import type { Lease } from '../store/lease.js';
+import { removeUdpDataPath, UdpNodeDataPath } from '../udp/datapath.js';
+import type { UdpDataPathStatus } from '../udp/supervisor.js';
 import { formatIPv4, parseIPv4, type Cidr } from '../util/ipv4.js';
 import type { Logger } from '../util/log.js';
 import { randomMac, type ApplyReport, type DataPlane } from './dataplane.js';
@@ -9,26 +12,62 @@ import type { PublicInterface } from './iface.js';
 import { FlannelTakeover, type TakeoverSummary } from './takeover.js';
 import type { TrafficManager } from './traffic.js';
 
+export interface NodeDataPathSetup {
+  dp: DataPlane;
+  traffic: TrafficManager;
+  backend: Backend;
+  config: NetworkConfig;
+  iface: PublicInterface;
+  ipMasq: boolean;
+  /** A native data path's log goes beside it (udp: weft-udp.log). */
+  subnetFile: string;
+  /** Where a native data path's metrics are registered (udp: read from weft-udp at scrape time). */
+  registry: Registry;
+  log: Logger;
+}
+
 /**
  * What a backend needs from the kernel of this node, in one place: the devices it owns (the VXLAN
- * device today), node settings (forwarding), the traffic rules, and applying a plan. The agent's
- * other parts never touch DataPlane or TrafficManager directly, so a new data path (the udp helper,
- * the BPF fast path) hooks in here: where devices are made, where a plan is applied, where it is torn
- * down.
+ * device; udp's TUN device and the weft-udp process on it), node settings (forwarding), the traffic
+ * rules, and applying a plan. The agent's other parts never touch DataPlane, TrafficManager or a
+ * native data path directly: devices are made in ensureDevices, a plan is applied in apply (routes
+ * and VXLAN entries by the data plane, udp's peer table by weft-udp), what another backend left is
+ * removed in removeOtherBackends, and releaseDataPath tears it all down.
  */
 export class NodeDataPath {
   /** Flannel's data path being taken over on this start (--take-over-flannel), if it was here. */
   private takeover: FlannelTakeover | undefined;
+  private readonly dp: DataPlane;
+  private readonly traffic: TrafficManager;
+  private readonly backend: Backend;
+  private readonly config: NetworkConfig;
+  private readonly iface: PublicInterface;
+  private readonly ipMasq: boolean;
+  private readonly log: Logger;
+  /** udp only: the TUN device and weft-udp. */
+  private readonly udp: UdpNodeDataPath | undefined;
 
-  constructor(
-    private readonly dp: DataPlane,
-    private readonly traffic: TrafficManager,
-    private readonly backend: Backend,
-    private readonly config: NetworkConfig,
-    private readonly iface: PublicInterface,
-    private readonly ipMasq: boolean,
-    private readonly log: Logger,
-  ) {}
+  constructor(s: NodeDataPathSetup) {
+    this.dp = s.dp;
+    this.traffic = s.traffic;
+    this.backend = s.backend;
+    this.config = s.config;
+    this.iface = s.iface;
+    this.ipMasq = s.ipMasq;
+    this.log = s.log;
+    this.udp =
+      s.backend.type === 'udp'
+        ? new UdpNodeDataPath({
+            config: s.config,
+            iface: s.iface.name,
+            ifaceMtu: s.iface.mtu,
+            publicIP: formatIPv4(s.iface.ip),
+            subnetFile: s.subnetFile,
+            log: s.log,
+            registry: s.registry,
+          })
+        : undefined;
+  }
 
   /** The device this backend owns, if any (undefined: remove every weft VXLAN device). */
   private vxlanDevice(): string | undefined {
@@ -38,6 +77,7 @@ export class NodeDataPath {
   /** The backend may have changed since the last run: remove what the old one owned. */
   async removeOtherBackends(): Promise<void> {
     await this.dp.removeVxlanDevices(this.vxlanDevice());
+    if (!this.udp) await removeUdpDataPath(this.log);
   }
 
   /**
@@ -55,8 +95,17 @@ export class NodeDataPath {
     return existing ?? published ?? randomMac();
   }
 
-  /** Creates or repairs the backend's devices for the lease; returns the VTEP MAC the device really has. */
+  /** The MTU of the backend's tunnel device and of the pods: the underlay's less the encapsulation. */
+  private tunnelMtu(): number {
+    return (this.config.backend.mtu ?? this.iface.mtu) - this.backend.overhead;
+  }
+
+  /**
+   * Creates or repairs the backend's devices for the lease (udp: and starts or adopts weft-udp);
+   * returns the VTEP MAC the VXLAN device really has.
+   */
   async ensureDevices(subnet: Cidr, mac: string | undefined): Promise<string | undefined> {
+    if (this.udp) await this.udp.prepare(subnet, this.tunnelMtu());
     if (!this.backend.usesVxlan) return undefined;
     const c = this.config;
     return this.dp.ensureVxlan({
@@ -64,7 +113,7 @@ export class NodeDataPath {
       port: c.backend.port,
       local: this.iface.ip,
       underlay: this.iface.name,
-      mtu: (c.backend.mtu ?? this.iface.mtu) - this.backend.overhead,
+      mtu: this.tunnelMtu(),
       subnet,
       mac,
     });
@@ -89,15 +138,34 @@ export class NodeDataPath {
     if (cloudRouted) await sysctlWrite('net.ipv4.conf.all.arp_announce', '2');
   }
 
-  /** Brings the kernel to the plan; the overlay port then accepts exactly the plan's tunnel endpoints. */
+  /**
+   * Brings the kernel to the plan; the overlay port then accepts exactly the plan's tunnel endpoints
+   * (vxlan), and weft-udp forwards to exactly the plan's udp peers.
+   */
   async apply(plan: Plan): Promise<ApplyReport> {
     const report = await this.dp.apply(plan, this.vxlanDevice());
     if (this.backend.usesVxlan) await this.traffic.setPeers(plan.vteps.map((v) => formatIPv4(v.remote)));
+    await this.udp?.update(plan);
     return report;
   }
 
   foreignDropped(): Promise<number> {
     return this.traffic.foreignDropped();
+  }
+
+  /** Why a native data path cannot carry traffic now (empty when it can, or when there is none). */
+  readiness(): string[] {
+    return this.udp?.readiness() ?? [];
+  }
+
+  /** A native data path's process, restarts and counters, for /status and `weft status`. */
+  status(): UdpDataPathStatus | undefined {
+    return this.udp?.status();
+  }
+
+  /** The agent stops (or leaves): a native data path is no longer supervised but keeps forwarding. */
+  detach(): void {
+    this.udp?.detach();
   }
 
   // ------------------------------------------- what another data path left here (issue 14: Flannel)
@@ -148,9 +216,13 @@ async function tunnelEndpoints(dev: string): Promise<string[]> {
   return [...new Set(fdb.flatMap((e) => (e.dst && parseIPv4(e.dst) !== undefined ? [e.dst] : [])))];
 }
 
-/** The node leaves the cluster: every route, neighbour, FDB entry, device and rule weft owns removed. */
-export async function releaseDataPath(dp: DataPlane, traffic: TrafficManager): Promise<void> {
+/**
+ * The node leaves the cluster: every route, neighbour, FDB entry, device, data path process and rule
+ * weft owns removed, whatever the backend (the caller has detached a supervised data path first).
+ */
+export async function releaseDataPath(dp: DataPlane, traffic: TrafficManager, log: Logger): Promise<void> {
   await dp.apply({ routes: [], vteps: [], peers: [] }, undefined).catch(() => undefined);
   await dp.removeVxlanDevices().catch(() => undefined);
+  await removeUdpDataPath(log).catch(() => undefined);
   await traffic.remove().catch(() => undefined);
 }

@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { agentGet } from '../agent/client.js';
-import { BACKEND_TYPES, type BackendType } from '../config/network-config.js';
+import { BENCH_BACKEND_IDS, benchBackend, runningBackend, type BenchBackend } from './backends.js';
 import {
   labAttachPods,
   labSwitchBackend,
@@ -45,7 +45,8 @@ import {
 
 export interface BenchOptions {
   lab: string;
-  backends?: BackendType[];
+  /** Backend ids (see backends.ts: every backend, and variants such as udp-batch1). */
+  backends?: string[];
   /** About 1 s per measurement, one repetition: a smoke run, not figures to quote. */
   quick?: boolean;
   seconds?: number;
@@ -61,7 +62,7 @@ const IPERF_PORT = 5201;
 const SOCKPERF_PORT = 11111;
 
 /** What a lab can switch between by default: its underlay decides. */
-export function defaultBackends(s: LabState): BackendType[] {
+export function defaultBackends(s: LabState): string[] {
   return s.neutron ? ['neutron', 'vxlan', 'host-gw'] : ['vxlan', 'host-gw'];
 }
 
@@ -98,25 +99,25 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
   const [pa1, pa2] = s.pods.filter((p) => p.node === a.name) as [PodState, PodState];
   const pb1 = s.pods.find((p) => p.node === b.name)!;
 
-  const backends = o.backends ?? defaultBackends(s);
-  for (const be of backends) {
-    if (!(BACKEND_TYPES as readonly string[]).includes(be))
-      throw new WeftError(`unknown backend "${be}"`, { hint: `use ${BACKEND_TYPES.join(', ')}` });
-    if (be === 'neutron' && !s.neutron)
+  const ids = o.backends ?? defaultBackends(s);
+  const backends: BenchBackend[] = ids.map((id) => {
+    const be = benchBackend(id);
+    if (!be) throw new WeftError(`unknown backend "${id}"`, { hint: `use ${BENCH_BACKEND_IDS.join(', ')}` });
+    if (be.type === 'neutron' && !s.neutron)
       throw new WeftError(
         `backend neutron needs a lab on the neutron underlay (lab ${s.name} is ${s.underlay})`,
-        {
-          hint: `leave it out: --backends ${backends.filter((x) => x !== 'neutron').join(',')}`,
-        },
+        { hint: `leave it out: --backends ${ids.filter((x) => x !== 'neutron').join(',')}` },
       );
-  }
-  const before = s.backend;
+    return be;
+  });
+  const before = runningBackend(s);
   // Start with the backend the lab already runs (one switch fewer), then in the order asked.
-  const order = [...backends.filter((x) => x === before), ...backends.filter((x) => x !== before)];
+  const order = [...backends.filter((x) => x.id === before), ...backends.filter((x) => x.id !== before)];
   // The same-node path is measured where the pod MTU is the underlay's (no encapsulation), if any.
-  const sameNodeUnder = order.find((x) => x !== 'vxlan') ?? order[0]!;
+  const sameNodeUnder = order.find((x) => x.type === 'host-gw' || x.type === 'neutron') ?? order[0]!;
   const firstPhase = o.reference ? 4 : 1; // native (+ the three hand-built paths)
-  const perPhase = (i: number, be: string) => (i === 0 ? firstPhase : 0) + (be === sameNodeUnder ? 1 : 0) + 1;
+  const perPhase = (i: number, be: BenchBackend) =>
+    (i === 0 ? firstPhase : 0) + (be === sameNodeUnder ? 1 : 0) + 1;
   const totalSteps = order.reduce((n, be, i) => n + perPhase(i, be), 0) * repetitions * (STREAMS.length + 1);
   let step = 0;
   const tick = (what: string) => say(`[${++step}/${totalSteps}] ${what}`);
@@ -129,16 +130,16 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
       ref = await buildReference(s.spec.mtu);
     }
     for (const [i, backend] of order.entries()) {
-      if (s.backend !== backend) {
-        say(`switching the lab to ${backend} (agents restart, waiting until ready)`);
-        await labSwitchBackend(s.name, backend);
+      if (runningBackend(s) !== backend.id) {
+        say(`switching the lab to ${backend.label} (agents restart, waiting until ready)`);
+        await labSwitchBackend(s.name, backend.type, undefined, backend.options);
         s = await readState(s.name);
       }
       const node = (n: NodeState) => s.nodes.find((x) => x.name === n.name)!;
       const phase: PathPlan[] = [];
       if (i === 0) phase.push(nativePath(node(a), node(b)), ...(ref ? referencePaths(ref) : []));
-      if (backend === sameNodeUnder) phase.push(sameNodePath(node(a), pa1, pa2, backend));
-      phase.push(crossNodePath(node(a), node(b), pa1, pb1, backend));
+      if (backend === sameNodeUnder) phase.push(sameNodePath(node(a), pa1, pa2, backend.label));
+      phase.push(crossNodePath(node(a), node(b), pa1, pb1, backend.id, backend.label));
 
       const live: Samples[] = [];
       for (const plan of phase) {
@@ -161,10 +162,11 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
     }
   } finally {
     await ref?.destroy();
-    if ((await readState(s.name).catch(() => s)).backend !== before) {
-      say(`restoring the lab's backend ${before}`);
-      await labSwitchBackend(s.name, before).catch((e: unknown) =>
-        say(`cannot restore backend ${before}: ${describeError(e)}`),
+    if (runningBackend(await readState(s.name).catch(() => s)) !== before) {
+      const b = benchBackend(before)!;
+      say(`restoring the lab's backend ${b.label}`);
+      await labSwitchBackend(s.name, b.type, undefined, b.options).catch((e: unknown) =>
+        say(`cannot restore backend ${b.label}: ${describeError(e)}`),
       );
     }
   }

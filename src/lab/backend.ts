@@ -11,20 +11,24 @@ import type { Progress } from './underlay.js';
 /**
  * Switches a running lab's backend: new network config in etcd, every agent restarted (a clean
  * restart: the new backend removes what the old one owned), then pod interfaces set to the new MTU
- * (what a runtime would get from re-attaching them).
+ * (what a runtime would get from re-attaching them). `options` are extra keys of the Backend object
+ * (udp's Batch, say); the same backend with other options is a switch too.
  */
 export async function labSwitchBackend(
   name: string,
   backend: BackendType,
   progress: Progress = () => undefined,
+  options?: Record<string, unknown>,
 ): Promise<LabState> {
   const s = await readState(name);
   const t0 = performance.now();
-  await putNetworkConfig(s.etcd, s.spec, backend);
+  await putNetworkConfig(s.etcd, s.spec, backend, options);
   await killAll(s.nodes.map((n) => n.agentPid).filter(Boolean), 10_000);
   const j = new Journal(labDir(name));
   for (const n of s.nodes) n.agentPid = await startAgent(s, n, j);
   s.backend = backend;
+  if (options) s.backendOptions = options;
+  else delete s.backendOptions;
   s.spec = { ...s.spec, backend };
   await writeState(s);
   await Promise.all(s.nodes.map((n) => waitReady(n)));
