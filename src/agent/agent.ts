@@ -100,6 +100,7 @@ export class Agent implements AgentEndpoints {
     if (!this.member?.lease.current) reasons.push('no subnet lease yet');
     if (!this.member?.reconciler.programmed) reasons.push('data path not programmed yet');
     if (!this.etcd?.up) reasons.push(`etcd at ${this.opts.etcdEndpoints.join(',')} is unreachable`);
+    reasons.push(...(this.member?.dataPathReadiness() ?? []));
     return { ready: reasons.length === 0, reasons };
   }
 

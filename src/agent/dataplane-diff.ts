@@ -80,9 +80,12 @@ export interface Diff {
   unchanged: number;
 }
 
+/** A route's next hop as the listings print it; none for a device route (udp: into the TUN device). */
+const gatewayOf = (r: RouteSpec): string | undefined => (r.via === undefined ? undefined : formatIPv4(r.via));
+
 const sameRoute = (cur: RouteEntry | undefined, r: RouteSpec): boolean =>
   cur !== undefined &&
-  cur.gateway === formatIPv4(r.via) &&
+  cur.gateway === gatewayOf(r) &&
   cur.dev === r.dev &&
   (cur.flags ?? []).includes('onlink') === r.onlink;
 
@@ -132,7 +135,7 @@ export function diff(plan: Plan, observed: Observed | Owned, vxlanDev: string | 
         op: {
           op: 'route-replace',
           dst,
-          via: formatIPv4(r.via),
+          ...(r.via !== undefined && { via: formatIPv4(r.via) }),
           dev: r.dev,
           onlink: r.onlink,
           proto: WEFT_ROUTE_PROTO,

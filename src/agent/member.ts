@@ -73,6 +73,7 @@ export async function prepareMember(s: MemberSetup): Promise<ClusterMember> {
     config: s.config,
     iface: s.iface,
     ipMasq: s.ipMasq,
+    subnetFile: s.subnetFile,
     fastPath: s.fastPath,
     resyncSeconds: s.resyncSeconds,
     registry: s.metrics.registry,
@@ -290,13 +291,20 @@ export class ClusterMember {
       lastReconcile: this.reconciler.lastReport,
       cloud: this.cloud?.routing.status(),
       takeover: this.datapath.takeoverStatus(),
+      dataPath: this.datapath.status(),
       fastPath: this.datapath.fastPathStatus() ?? { mode: 'none', active: false },
     };
   }
 
+  /** Why the data path cannot carry traffic although it is programmed (a native data path that is down). */
+  dataPathReadiness(): string[] {
+    return this.datapath.readiness();
+  }
+
   /**
-   * Stops the periodic work and the watch; waits for a running pass. The kernel is left as it is: the
-   * BPF fast path keeps forwarding, no longer fed, until the next agent takes it over.
+   * Stops the periodic work and the watch; waits for a running pass. The kernel is left as it is: a
+   * native data path (weft-udp) keeps forwarding, unsupervised, and the BPF fast path, no longer fed,
+   * until the next agent adopts them.
    */
   async stop(): Promise<void> {
     this.timers.clear();
@@ -306,7 +314,10 @@ export class ClusterMember {
     this.datapath.detach();
   }
 
-  /** Leaves the cluster: cloud objects and the lease released (the agent then removes the data path). */
+  /**
+   * Leaves the cluster: cloud objects and the lease released, a native data path no longer supervised
+   * (the agent then removes the data path, weft-udp included, without it being restarted).
+   */
   async leave(): Promise<void> {
     this.timers.clear();
     this.cloud?.stop();

@@ -5,6 +5,8 @@ import { FastPathDataPath, removeFastPath, type FastPathStatus } from '../fastpa
 import type { FastPathMode } from '../fastpath/mode.js';
 import { listFdb, sysctlRead, sysctlWrite } from '../kernel/iproute.js';
 import type { Lease } from '../store/lease.js';
+import { removeUdpDataPath, UdpNodeDataPath } from '../udp/datapath.js';
+import type { UdpDataPathStatus } from '../udp/supervisor.js';
 import { formatIPv4, parseIPv4, type Cidr } from '../util/ipv4.js';
 import type { Logger } from '../util/log.js';
 import { randomMac, type ApplyReport, type DataPlane } from './dataplane.js';
@@ -19,21 +21,25 @@ export interface NodeDataPathSetup {
   config: NetworkConfig;
   iface: PublicInterface;
   ipMasq: boolean;
+  /** A native data path's log goes beside it (udp: weft-udp.log). */
+  subnetFile: string;
   /** The BPF fast path in effect (the agent's --fast-path, else the network config's FastPath). */
   fastPath: FastPathMode;
   /** The agent's kernel resync period (the fast path's maps are rewritten at least this often). */
   resyncSeconds: number;
-  /** Where a native data path's metrics are registered (the fast path: read at scrape time). */
+  /** Where a native data path's metrics are registered (udp's, the fast path's: read at scrape time). */
   registry: Registry;
   log: Logger;
 }
 
 /**
  * What a backend needs from the kernel of this node, in one place: the devices it owns (the VXLAN
- * device), node settings (forwarding), the traffic rules, applying a plan, and the BPF fast path
- * beside whichever backend runs (its programs attached with the node settings, its maps given every
- * plan applied). The agent's other parts never touch DataPlane, TrafficManager or the fast path
- * directly: devices are made in ensureDevices, a plan is applied in apply, what another run left is
+ * device; udp's TUN device and the weft-udp process on it), node settings (forwarding), the traffic
+ * rules, applying a plan, and the BPF fast path beside whichever backend runs (its programs attached
+ * with the node settings, its maps given every plan applied). The agent's other parts never touch
+ * DataPlane, TrafficManager, a native data path or the fast path directly: devices are made in
+ * ensureDevices, a plan is applied in apply (routes and VXLAN entries by the data plane, udp's peer
+ * table by weft-udp, the peers' entries by the fast path), what another run left is
  * removed in removeOtherBackends, and releaseDataPath tears it all down.
  */
 export class NodeDataPath {
@@ -46,6 +52,8 @@ export class NodeDataPath {
   private readonly iface: PublicInterface;
   private readonly ipMasq: boolean;
   private readonly log: Logger;
+  /** udp only: the TUN device and weft-udp. */
+  private readonly udp: UdpNodeDataPath | undefined;
   /** The BPF fast path, unless it is off (`none`). */
   private readonly fastPath: FastPathDataPath | undefined;
 
@@ -57,6 +65,18 @@ export class NodeDataPath {
     this.iface = s.iface;
     this.ipMasq = s.ipMasq;
     this.log = s.log;
+    this.udp =
+      s.backend.type === 'udp'
+        ? new UdpNodeDataPath({
+            config: s.config,
+            iface: s.iface.name,
+            ifaceMtu: s.iface.mtu,
+            publicIP: formatIPv4(s.iface.ip),
+            subnetFile: s.subnetFile,
+            log: s.log,
+            registry: s.registry,
+          })
+        : undefined;
     this.fastPath =
       s.fastPath === 'none'
         ? undefined
@@ -78,6 +98,7 @@ export class NodeDataPath {
   /** The backend may have changed since the last run: remove what the old one owned (and the fast path, when off). */
   async removeOtherBackends(): Promise<void> {
     await this.dp.removeVxlanDevices(this.vxlanDevice());
+    if (!this.udp) await removeUdpDataPath(this.log);
     if (!this.fastPath) await removeFastPath(this.log, 'off (--fast-path none)');
   }
 
@@ -96,8 +117,17 @@ export class NodeDataPath {
     return existing ?? published ?? randomMac();
   }
 
-  /** Creates or repairs the backend's devices for the lease; returns the VTEP MAC the device really has. */
+  /** The MTU of the backend's tunnel device and of the pods: the underlay's less the encapsulation. */
+  private tunnelMtu(): number {
+    return (this.config.backend.mtu ?? this.iface.mtu) - this.backend.overhead;
+  }
+
+  /**
+   * Creates or repairs the backend's devices for the lease (udp: and starts or adopts weft-udp);
+   * returns the VTEP MAC the VXLAN device really has.
+   */
   async ensureDevices(subnet: Cidr, mac: string | undefined): Promise<string | undefined> {
+    if (this.udp) await this.udp.prepare(subnet, this.tunnelMtu());
     if (!this.backend.usesVxlan) return undefined;
     const c = this.config;
     return this.dp.ensureVxlan({
@@ -105,7 +135,7 @@ export class NodeDataPath {
       port: c.backend.port,
       local: this.iface.ip,
       underlay: this.iface.name,
-      mtu: (c.backend.mtu ?? this.iface.mtu) - this.backend.overhead,
+      mtu: this.tunnelMtu(),
       subnet,
       mac,
     });
@@ -133,12 +163,14 @@ export class NodeDataPath {
   }
 
   /**
-   * Brings the kernel to the plan; the overlay port then accepts exactly the plan's tunnel endpoints,
-   * and the fast path redirects to exactly the plan's peers (after the routes and entries it relies on).
+   * Brings the kernel to the plan; the overlay port then accepts exactly the plan's tunnel endpoints
+   * (vxlan), weft-udp forwards to exactly the plan's udp peers, and the fast path redirects to exactly
+   * the plan's peers (after the routes and entries it relies on).
    */
   async apply(plan: Plan): Promise<ApplyReport> {
     const report = await this.dp.apply(plan, this.vxlanDevice());
     if (this.backend.usesVxlan) await this.traffic.setPeers(plan.vteps.map((v) => formatIPv4(v.remote)));
+    await this.udp?.update(plan);
     await this.fastPath?.update(plan, report.added + report.removed > 0);
     return report;
   }
@@ -147,13 +179,27 @@ export class NodeDataPath {
     return this.traffic.foreignDropped();
   }
 
+  /** Why a native data path cannot carry traffic now (empty when it can, or when there is none). */
+  readiness(): string[] {
+    return this.udp?.readiness() ?? [];
+  }
+
+  /** A native data path's process, restarts and counters, for /status and `weft status`. */
+  status(): UdpDataPathStatus | undefined {
+    return this.udp?.status();
+  }
+
   /** The fast path's mode, whether it is attached (or why not) and where, for /status and `weft status`. */
   fastPathStatus(): FastPathStatus | undefined {
     return this.fastPath?.status();
   }
 
-  /** The agent stops (or leaves): the fast path is no longer fed but keeps forwarding (for the next agent). */
+  /**
+   * The agent stops (or leaves): a native data path is no longer supervised, the fast path no longer
+   * fed, but both keep forwarding (for the next agent).
+   */
   detach(): void {
+    this.udp?.detach();
     this.fastPath?.detach();
   }
 
@@ -206,13 +252,14 @@ async function tunnelEndpoints(dev: string): Promise<string[]> {
 }
 
 /**
- * The node leaves the cluster: every route, neighbour, FDB entry, device, BPF program and rule weft
- * owns removed, whatever the backend. The fast path goes first: it must not redirect to a peer whose
- * route and entries are gone.
+ * The node leaves the cluster: every route, neighbour, FDB entry, device, data path process, BPF
+ * program and rule weft owns removed, whatever the backend (the caller has detached a supervised data
+ * path first). The fast path goes first: it must not redirect to a peer whose route and entries are gone.
  */
 export async function releaseDataPath(dp: DataPlane, traffic: TrafficManager, log: Logger): Promise<void> {
   await removeFastPath(log, 'removed (the node left)');
   await dp.apply({ routes: [], vteps: [], peers: [] }, undefined).catch(() => undefined);
   await dp.removeVxlanDevices().catch(() => undefined);
+  await removeUdpDataPath(log).catch(() => undefined);
   await traffic.remove().catch(() => undefined);
 }

@@ -66,15 +66,17 @@ export function sameNodePath(node: NodeState, p: PodState, q: PodState, backend:
   return podPath({ id: 'same-node', label, kind: 'same-node', backend }, [node, node], [p, q]);
 }
 
+/** `backend` names the path's id (cross-node/<backend>); `shown` is how tables and results say it. */
 export function crossNodePath(
   a: NodeState,
   b: NodeState,
   p: PodState,
   q: PodState,
   backend: string,
+  shown = backend,
 ): PathPlan {
-  const label = `pod → pod across nodes, ${backend} (${p.name} → ${q.name})`;
-  return podPath({ id: `cross-node/${backend}`, label, kind: 'cross-node', backend }, [a, b], [p, q]);
+  const label = `pod → pod across nodes, ${shown} (${p.name} → ${q.name})`;
+  return podPath({ id: `cross-node/${backend}`, label, kind: 'cross-node', backend: shown }, [a, b], [p, q]);
 }
 
 /** The same pod-to-pod path measured with the BPF fast path on: `<id>+bpf`. */
@@ -140,7 +142,14 @@ export async function discoverHops(path: PathPlan): Promise<Hop[]> {
   let overlay: string | undefined;
   if (egress?.dev && egress.dev !== bridge) {
     const l = await link(a.netns, egress.dev);
-    const under = l?.linkinfo?.info_kind === 'vxlan' ? l.linkinfo.info_data?.link : undefined;
+    // A VXLAN device names its underlay; a TUN device's (udp) datagrams leave by the route to the peer.
+    const kind = l?.linkinfo?.info_kind;
+    const under =
+      kind === 'vxlan'
+        ? l?.linkinfo?.info_data?.link
+        : kind === 'tun'
+          ? (await routeGet(a.netns, [b.publicIP]))?.dev
+          : undefined;
     if (typeof under === 'string') {
       overlay = egress.dev;
       await add(a.name, a.netns, egress.dev, 'overlay');

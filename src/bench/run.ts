@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { agentGet } from '../agent/client.js';
-import { BACKEND_TYPES, type BackendType } from '../config/network-config.js';
+import { BENCH_BACKEND_IDS, benchBackend, runningBackend, type BenchBackend } from './backends.js';
 import {
   labAttachPods,
   labSwitchBackend,
@@ -47,7 +47,8 @@ import {
 
 export interface BenchOptions {
   lab: string;
-  backends?: BackendType[];
+  /** Backend ids (see backends.ts: every backend, and variants such as udp-batch1). */
+  backends?: string[];
   /** About 1 s per measurement, one repetition: a smoke run, not figures to quote. */
   quick?: boolean;
   seconds?: number;
@@ -65,8 +66,14 @@ const IPERF_PORT = 5201;
 const SOCKPERF_PORT = 11111;
 
 /** What a lab can switch between by default: its underlay decides. */
-export function defaultBackends(s: LabState): BackendType[] {
+export function defaultBackends(s: LabState): string[] {
   return s.neutron ? ['neutron', 'vxlan', 'host-gw'] : ['vxlan', 'host-gw'];
+}
+
+/** One agent configuration measured: a backend (or variant), with or without the BPF fast path. */
+interface Phase {
+  backend: BenchBackend;
+  fastPath: FastPathMode;
 }
 
 interface Samples {
@@ -102,35 +109,38 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
   const [pa1, pa2] = s.pods.filter((p) => p.node === a.name) as [PodState, PodState];
   const pb1 = s.pods.find((p) => p.node === b.name)!;
 
-  const backends = o.backends ?? defaultBackends(s);
-  for (const be of backends) {
-    if (!(BACKEND_TYPES as readonly string[]).includes(be))
-      throw new WeftError(`unknown backend "${be}"`, { hint: `use ${BACKEND_TYPES.join(', ')}` });
-    if (be === 'neutron' && !s.neutron)
+  const ids = o.backends ?? defaultBackends(s);
+  const backends: BenchBackend[] = ids.map((id) => {
+    const be = benchBackend(id);
+    if (!be) throw new WeftError(`unknown backend "${id}"`, { hint: `use ${BENCH_BACKEND_IDS.join(', ')}` });
+    if (be.type === 'neutron' && !s.neutron)
       throw new WeftError(
         `backend neutron needs a lab on the neutron underlay (lab ${s.name} is ${s.underlay})`,
-        {
-          hint: `leave it out: --backends ${backends.filter((x) => x !== 'neutron').join(',')}`,
-        },
+        { hint: `leave it out: --backends ${ids.filter((x) => x !== 'neutron').join(',')}` },
       );
-  }
-  const before = s.backend;
+    return be;
+  });
+  const before = runningBackend(s);
   const fastPathBefore: FastPathMode = s.spec.fastPath ?? 'none';
   // Start with the backend the lab already runs (one switch fewer), then in the order asked.
-  const backendOrder = [...backends.filter((x) => x === before), ...backends.filter((x) => x !== before)];
+  const backendOrder = [
+    ...backends.filter((x) => x.id === before),
+    ...backends.filter((x) => x.id !== before),
+  ];
   // Each backend plain, then (--fast-path) with the BPF fast path: one agent restart per phase.
-  const order = backendOrder.flatMap((backend) =>
+  const order: Phase[] = backendOrder.flatMap((backend) =>
     (o.fastPath ? (['none', 'bpf'] as const) : (['none'] as const)).map((fastPath) => ({
       backend,
       fastPath,
     })),
   );
   // The same-node path is measured where the pod MTU is the underlay's (no encapsulation), if any.
-  const sameNodeUnder = backendOrder.find((x) => x !== 'vxlan') ?? backendOrder[0]!;
+  const sameNodeUnder =
+    backendOrder.find((x) => x.type === 'host-gw' || x.type === 'neutron') ?? backendOrder[0]!;
   const firstPhase = o.reference ? 4 : 1; // native (+ the three hand-built paths)
-  const perPhase = (i: number, be: string) => (i === 0 ? firstPhase : 0) + (be === sameNodeUnder ? 1 : 0) + 1;
-  const totalSteps =
-    order.reduce((n, ph, i) => n + perPhase(i, ph.backend), 0) * repetitions * (STREAMS.length + 1);
+  const perPhase = (i: number, ph: Phase) =>
+    (i === 0 ? firstPhase : 0) + (ph.backend === sameNodeUnder ? 1 : 0) + 1;
+  const totalSteps = order.reduce((n, ph, i) => n + perPhase(i, ph), 0) * repetitions * (STREAMS.length + 1);
   let step = 0;
   const tick = (what: string) => say(`[${++step}/${totalSteps}] ${what}`);
 
@@ -147,36 +157,41 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
     for (let rep = 1; rep <= repetitions; rep++) {
       const round = [...order.entries()];
       if (rep % 2 === 0) round.reverse();
-      for (const [i, { backend, fastPath }] of round) {
-        if (s.backend !== backend || (s.spec.fastPath ?? 'none') !== fastPath) {
-          const fp = fastPath === 'none' ? '' : ` with the BPF fast path`;
-          say(`switching the lab to ${backend}${fp} (agents restart, waiting until ready)`);
-          await labSwitchBackend(s.name, backend, undefined, { fastPath });
+      for (const [i, ph] of round) {
+        if (runningBackend(s) !== ph.backend.id || (s.spec.fastPath ?? 'none') !== ph.fastPath) {
+          const fp = ph.fastPath === 'none' ? '' : ' with the BPF fast path';
+          say(`switching the lab to ${ph.backend.label}${fp} (agents restart, waiting until ready)`);
+          await labSwitchBackend(s.name, ph.backend.type, undefined, {
+            backendOptions: ph.backend.options,
+            fastPath: ph.fastPath,
+          });
           s = await readState(s.name);
         }
-        if (rep === 1) live[i] = await preparePhase(i, backend, fastPath);
+        if (rep === 1) live[i] = await preparePhase(i, ph);
         for (const sm of live[i]!) await measure(sm, rep);
       }
     }
   } finally {
     await ref?.destroy();
     const now = await readState(s.name).catch(() => s);
-    if (now.backend !== before || (now.spec.fastPath ?? 'none') !== fastPathBefore) {
-      say(`restoring the lab's backend ${before}`);
-      await labSwitchBackend(s.name, before, undefined, { fastPath: fastPathBefore }).catch((e: unknown) =>
-        say(`cannot restore backend ${before}: ${describeError(e)}`),
-      );
+    if (runningBackend(now) !== before || (now.spec.fastPath ?? 'none') !== fastPathBefore) {
+      const b = benchBackend(before)!;
+      say(`restoring the lab's backend ${b.label}`);
+      await labSwitchBackend(s.name, b.type, undefined, {
+        backendOptions: b.options,
+        fastPath: fastPathBefore,
+      }).catch((e: unknown) => say(`cannot restore backend ${b.label}: ${describeError(e)}`));
     }
   }
 
   /** The paths of one phase, checked reachable, their hops read (once, in the first round). */
-  async function preparePhase(i: number, backend: BackendType, fastPath: FastPathMode): Promise<Samples[]> {
+  async function preparePhase(i: number, { backend, fastPath }: Phase): Promise<Samples[]> {
     const node = (n: NodeState) => s.nodes.find((x) => x.name === n.name)!;
     const phase: PathPlan[] = [];
     const variant = (p: PathPlan) => (fastPath === 'bpf' ? withFastPath(p) : p);
     if (i === 0) phase.push(nativePath(node(a), node(b)), ...(ref ? referencePaths(ref) : []));
-    if (backend === sameNodeUnder) phase.push(variant(sameNodePath(node(a), pa1, pa2, backend)));
-    phase.push(variant(crossNodePath(node(a), node(b), pa1, pb1, backend)));
+    if (backend === sameNodeUnder) phase.push(variant(sameNodePath(node(a), pa1, pa2, backend.label)));
+    phase.push(variant(crossNodePath(node(a), node(b), pa1, pb1, backend.id, backend.label)));
     const ready: Samples[] = [];
     for (const plan of phase) {
       const sm: Samples = { plan, hops: [], status: 'ok', tcp: { 1: [], 4: [] }, latency: [] };

@@ -12,6 +12,29 @@ interface StatusJson {
   etcd: { endpoints: string[]; up: boolean };
   peers: { subnet: string; publicIP: string; path: string; reason?: string }[];
   fastPath?: { mode: string; active: boolean; reason?: string; netDevs?: string[] };
+  dataPath?: {
+    kind: string;
+    state: string;
+    pid?: number;
+    mode: string;
+    workers: number;
+    restarts: number;
+    reason?: string;
+    lastExit?: { at: string; reason: string };
+    counters?: { tx: { packets: number }; rx: { packets: number }; drops: Record<string, number> };
+  };
+}
+
+/** One line for a native data path (udp): its process, mode, restarts, and what it moved and dropped. */
+function dataPathLine(d: NonNullable<StatusJson['dataPath']>): string {
+  const c = d.counters;
+  const drops = c ? Object.entries(c.drops).map(([k, v]) => `${k} ${v}`) : [];
+  return [
+    `${d.kind} ${d.state}${d.pid ? ` (pid ${d.pid}, ${d.mode}, ${d.workers} worker${d.workers > 1 ? 's' : ''})` : ''}`,
+    `restarts ${d.restarts}${d.lastExit ? ` (last ${d.lastExit.at}: ${d.lastExit.reason})` : ''}`,
+    ...(c ? [`packets tx ${c.tx.packets} rx ${c.rx.packets}`, `drops ${drops.join(', ') || 'none'}`] : []),
+    ...(d.reason && d.state !== 'up' ? [d.reason] : []),
+  ].join('; ');
 }
 
 export async function printStatus(socket: string, json: boolean): Promise<number> {
@@ -28,6 +51,7 @@ export async function printStatus(socket: string, json: boolean): Promise<number
     `lease:    ${s.lease ? `${s.lease.subnet}${s.lease.reservation ? ' (reservation)' : ''}${s.lease.vtepMac ? `  VTEP ${s.lease.vtepMac}` : ''}` : '-'}`,
     `etcd:     ${s.etcd.endpoints.join(',')} ${s.etcd.up ? 'up' : 'DOWN'}`,
     `fastpath: ${fastPathLine(s.fastPath)}`,
+    ...(s.dataPath ? [`datapath: ${dataPathLine(s.dataPath)}`] : []),
     `peers:    ${s.peers.length}`,
   ];
   const table = s.peers.map((p) => [p.subnet, p.publicIP, p.path, p.reason ?? '']);

@@ -28,6 +28,9 @@ export function fastPathPlan(plan: Plan, node: FastPathNode): FastPathPlan {
   const peers: string[] = [];
   let routed = false;
   for (const r of plan.routes) {
+    // A device route (udp: the cluster network into the TUN device) has no next hop to redirect to:
+    // its packets go to the device the normal way.
+    if (r.via === undefined) continue;
     const mac = r.dev === node.vxlanDev ? vtepMac.get(r.via) : undefined;
     if (r.dev === node.vxlanDev) {
       if (mac) peers.push(`peer ${r.dst.toString()} vxlan ${r.dev} ${mac}`);

@@ -1,5 +1,5 @@
 import { closeSync, openSync } from 'node:fs';
-import type { BatchFailure, ExecuteOptions, OpFailure } from './batch.js';
+import { executeOpsSync, type BatchFailure, type ExecuteOptions, type OpFailure } from './batch.js';
 import { netnsName } from './exec.js';
 import { render, type Op } from './ops.js';
 
@@ -216,7 +216,7 @@ class Session {
   }
 
   /** The request of an Op (looking up the devices it names). */
-  encode(o: Op): Request {
+  encode(o: Exclude<Op, Iproute2Op>): Request {
     switch (o.op) {
       case 'link-add-veth': {
         const p = o.peer;
@@ -372,6 +372,14 @@ class Session {
   }
 }
 
+/**
+ * Ops that have no rtnetlink request: the kernel creates a TUN device only through ioctls on
+ * /dev/net/tun (its rtnetlink "tun" kind refuses to create). iproute2 (`ip tuntap`) carries them out,
+ * in their place in the order.
+ */
+type Iproute2Op = Extract<Op, { op: 'link-add-tun' }>;
+const viaIproute2 = (o: Op): o is Iproute2Op => o.op === 'link-add-tun';
+
 /** How many requests go into one datagram: their ACKs must fit the socket's receive buffer. */
 const CHUNK = 200;
 
@@ -399,6 +407,12 @@ export function executeNetlink(nl: Addon, ops: readonly Op[], o: ExecuteOptions 
     for (let i = 0; i < ops.length; i++) {
       const op = ops[i]!;
       if (o.stopOnFailure && failures.length > 0) break;
+      if (viaIproute2(op)) {
+        flush();
+        s.forget(op.name);
+        for (const f of executeOpsSync([op], { netns: o.netns })) fail(i, f.message);
+        continue;
+      }
       let req: Request;
       try {
         req = s.encode(op);

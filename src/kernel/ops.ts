@@ -26,6 +26,18 @@ export type Op =
       port: number;
     }
   | {
+      /**
+       * A persistent TUN device (layer 3, no packet-info header) that a data path process attaches its
+       * queues to; the kernel makes these with ioctls on /dev/net/tun, not rtnetlink (see netlink.ts).
+       */
+      op: 'link-add-tun';
+      name: string;
+      /** One queue per attaching thread (IFF_MULTI_QUEUE). */
+      multiQueue?: boolean;
+      /** A virtio-net header before every packet (IFF_VNET_HDR): how offloads (TSO, checksums) pass. */
+      vnetHdr?: boolean;
+    }
+  | {
       op: 'link-set';
       name: string;
       up?: boolean;
@@ -79,6 +91,10 @@ export function render(o: Op): Rendered {
     case 'link-add-vxlan':
       return ip(
         `link add ${o.name} address ${o.address} mtu ${o.mtu} type vxlan id ${o.vni} local ${o.local} dev ${o.dev} dstport ${o.port} nolearning`,
+      );
+    case 'link-add-tun':
+      return ip(
+        `tuntap add dev ${o.name} mode tun${o.multiQueue ? ' multi_queue' : ''}${o.vnetHdr ? ' vnet_hdr' : ''}`,
       );
     case 'link-set': {
       if (o.hairpin !== undefined)

@@ -6,7 +6,11 @@ import { readFile, writeFile } from 'node:fs/promises';
  * `sysctl` process is needed. Inside another namespace: netns.ts sysctlIn.
  */
 
-const file = (key: string) => `/proc/sys/${key.replace(/\./g, '/')}`;
+/**
+ * A key as sysctl(8) takes it: dotted (net.ipv4.ip_forward) or, for a device whose name holds dots
+ * (weft.udp), with slashes (net/ipv4/conf/weft.udp/accept_local).
+ */
+const file = (key: string) => `/proc/sys/${key.includes('/') ? key : key.replace(/\./g, '/')}`;
 
 export async function sysctlWrite(key: string, value: string): Promise<void> {
   await writeFile(file(key), value);

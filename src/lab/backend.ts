@@ -11,7 +11,12 @@ import type { Progress } from './underlay.js';
 
 /** What else a switch changes besides the backend. */
 export interface SwitchOptions {
-  /** The network config's FastPath from now on (default: the lab's current one). */
+  /**
+   * Extra keys of the Backend object (udp's Batch, say); the same backend with other options is a
+   * switch too. Absent: none.
+   */
+  backendOptions?: Record<string, unknown>;
+  /** The network config's FastPath from now on (absent: the lab's current one). */
   fastPath?: FastPathMode;
 }
 
@@ -31,11 +36,13 @@ export async function labSwitchBackend(
   const t0 = performance.now();
   const fastPath = opts.fastPath ?? s.spec.fastPath ?? 'none';
   s.spec = { ...s.spec, backend, fastPath };
-  await putNetworkConfig(s.etcd, s.spec, backend);
+  await putNetworkConfig(s.etcd, s.spec, backend, opts.backendOptions);
   await killAll(s.nodes.map((n) => n.agentPid).filter(Boolean), 10_000);
   const j = new Journal(labDir(name));
   for (const n of s.nodes) n.agentPid = await startAgent(s, n, j);
   s.backend = backend;
+  if (opts.backendOptions) s.backendOptions = opts.backendOptions;
+  else delete s.backendOptions;
   await writeState(s);
   await Promise.all(s.nodes.map((n) => waitReady(n)));
   for (const n of s.nodes) {

@@ -23,13 +23,14 @@ export async function etcdctl(etcd: EtcdRef, args: string[]): Promise<string> {
 }
 
 /**
- * Writes Flannel's network config for the spec with this backend; weft's FastPath key only when the
- * fast path is on (a lab without it keeps Flannel's keys alone).
+ * Writes Flannel's network config for the spec with this backend (and extra keys of its Backend
+ * object); weft's FastPath key only when the fast path is on (a lab without it keeps Flannel's keys).
  */
 export async function putNetworkConfig(
   etcd: EtcdRef,
   spec: Pick<LabSpec, 'network' | 'subnetLen'> & Partial<Pick<LabSpec, 'fastPath'>>,
   backend: BackendType,
+  options?: Record<string, unknown>,
 ): Promise<void> {
   const fastPath = spec.fastPath ?? 'none';
   await etcdctl(etcd, [
@@ -38,7 +39,7 @@ export async function putNetworkConfig(
     formatNetworkConfig({
       network: spec.network,
       subnetLen: spec.subnetLen,
-      backend: { type: backend },
+      backend: { type: backend, ...options },
       ...(fastPath !== 'none' && { fastPath }),
     }),
   ]);

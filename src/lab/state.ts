@@ -33,6 +33,8 @@ export interface LabState {
   name: string;
   underlay: string;
   backend: BackendType;
+  /** Extra keys of the network config's Backend object (a bench variant such as udp with Batch 1). */
+  backendOptions?: Record<string, unknown>;
   spec: LabSpec;
   createdAt: string;
   etcd: { netns: string | null; endpoints: string[]; pid: number };

@@ -244,6 +244,23 @@ test(
       assert.ok(after.fast_in! > before.fast_in!);
     });
 
+    await t.test(
+      'udp beside the fast path: peers through weft-udp, local pods still redirected',
+      async () => {
+        await labSwitchBackend(name, 'udp', undefined, { fastPath: 'bpf' });
+        const s = await readState(name);
+        const st = await loaderStatus(n1);
+        assert.equal(st.peers, 0, 'no peer entry: udp peers are reached through the TUN device');
+        const before = await kernelCounters(n1);
+        assert.deepEqual(await allPairsFailures(s), []);
+        assert.equal(await tcpTransfer(a1.netns, b1.netns, b1.ip, 10 * MiB), 10 * MiB);
+        const after = await kernelCounters(n1);
+        assert.ok(after.fast_local! > before.fast_local!, 'same node: bpf_redirect_peer');
+        assert.ok(after.slow_unknown_destination! > before.slow_unknown_destination!, 'peers: the stack');
+        await labSwitchBackend(name, 'host-gw', undefined, { fastPath: 'bpf' });
+      },
+    );
+
     const idsOf = async (nodes: NodeState[]) => {
       const progs: number[] = [];
       const maps: number[] = [];

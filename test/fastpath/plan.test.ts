@@ -63,10 +63,18 @@ test('a VXLAN route without its VTEP (no MAC to address) is left to the stack', 
   assert.deepEqual(p.peers, []);
 });
 
+test('udp: its device route into the TUN device has no next hop: no peer entry, the stack sends it', () => {
+  const p = fastPathPlan(
+    { routes: [{ dst: cidr('10.244.0.0/16'), dev: 'weft.udp', onlink: false }], vteps: [], peers: [] },
+    node(undefined),
+  );
+  assert.deepEqual([p.peers, p.netDevs], [[], ['eth0']]);
+});
+
 test('one loader script for the whole peer table: load, subnet, every peer, then devices and pods', () => {
   const routes = Array.from({ length: 1000 }, (_, i) => ({
     dst: cidr(`10.${100 + (i >> 8)}.${i & 255}.0/24`),
-    via: ip(`198.18.${i >> 8}.${(i & 255) + 1}`),
+    via: ip(`198.${18 + (i >> 8)}.${i & 255}.1`),
     dev: 'eth0',
     onlink: false,
   }));

@@ -1,6 +1,6 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { isNotFound, isUnreachable } from '../../src/kernel/errors.js';
+import { isBusy, isNotFound, isUnreachable } from '../../src/kernel/errors.js';
 import { Q, query } from '../../src/kernel/iproute.js';
 import { iproute2, kernelOps, whyNotNetlink, type OpExecutor } from '../../src/kernel/kernel.js';
 import { addNetns, deleteNetns } from '../../src/kernel/netns.js';
@@ -63,6 +63,13 @@ function nodeOps(pod: string): Op[] {
     { op: 'fdb-del', mac: '02:bb:00:00:00:09', dev: 'weft.1', dst: '198.18.0.19' }, // 21: no such entry
     { op: 'route-del', dst: '10.244.3.0/24', via: '198.18.0.13', dev: 'eth0', proto: 87 },
     { op: 'route-replace', dst: '10.244.5.0/24', via: '198.18.0.15', dev: 'eth0', proto: 87 },
+    // The udp backend's TUN device (iproute2 makes it for both: rtnetlink cannot) and its device route.
+    { op: 'link-add-tun', name: 'weft.udp', multiQueue: true, vnetHdr: true },
+    { op: 'link-set', name: 'weft.udp', noIpv6LinkLocal: true, mtu: 1472 },
+    { op: 'addr-add', dev: 'weft.udp', cidr: '10.244.1.0/32' },
+    { op: 'link-set', name: 'weft.udp', up: true },
+    { op: 'route-replace', dst: '10.244.0.0/16', dev: 'weft.udp', proto: 87 },
+    { op: 'link-add-tun', name: 'weft.udp', multiQueue: true }, // 29: the name is taken
   ];
 }
 
@@ -96,6 +103,7 @@ async function view(ns: { node: string; pod: string }) {
       ]),
     );
   const vx = await query(Q.link('weft.1'), ns.node);
+  const tun = await query(Q.link('weft.udp'), ns.node);
   return {
     node: await links(ns.node),
     pod: await links(ns.pod),
@@ -107,6 +115,13 @@ async function view(ns: { node: string; pod: string }) {
       port: vx.linkinfo.info_data.port,
       learning: vx.linkinfo.info_data.learning,
       address: vx.address,
+    },
+    tun: tun?.linkinfo?.info_data && {
+      type: tun.linkinfo.info_data.type,
+      pi: tun.linkinfo.info_data.pi,
+      vnet_hdr: tun.linkinfo.info_data.vnet_hdr,
+      multi_queue: tun.linkinfo.info_data.multi_queue,
+      persist: tun.linkinfo.info_data.persist,
     },
     routes: await query(Q.routes(), ns.node),
     podRoutes: await query(Q.routes(), ns.pod),
@@ -133,11 +148,13 @@ test('netlink and iproute2 build the same node and pod, and fail on the same Ops
   for (const r of [a, b]) {
     assert.deepEqual(
       r.failures.map((f) => f.index),
-      [19, 20, 21],
+      [19, 20, 21, 29],
       r.failures.map((f) => `${f.index} ${f.message}`).join('; '),
     );
     assert.ok(isUnreachable(r.failures[0]!), r.failures[0]!.message);
     assert.ok(isNotFound(r.failures[1]!) && isNotFound(r.failures[2]!));
+    assert.ok(isBusy(r.failures[3]!), r.failures[3]!.message);
+    assert.equal(r.failures[3]!.command, 'ip tuntap add dev weft.udp mode tun multi_queue');
     assert.equal(r.failures[0]!.command, 'ip route replace 10.244.4.0/24 via 10.9.9.9 dev eth0 proto 87');
   }
   // What the Ops were for: the pod end in its namespace with its address and routes, the host end
@@ -150,8 +167,10 @@ test('netlink and iproute2 build the same node and pod, and fail on the same Ops
   assert.equal(a.view.node.find((l) => l.name === 'weft.1')?.v6, false);
   assert.deepEqual(
     a.view.routes.filter((r) => r.protocol === '87').map((r) => `${r.dst} ${r.gateway} ${r.dev}`),
-    ['10.244.2.0/24 10.244.2.0 weft.1', '10.244.5.0/24 198.18.0.15 eth0'],
+    ['10.244.0.0/16 undefined weft.udp', '10.244.2.0/24 10.244.2.0 weft.1', '10.244.5.0/24 198.18.0.15 eth0'],
   );
+  assert.deepEqual(a.view.tun, { type: 'tun', pi: false, vnet_hdr: true, multi_queue: true, persist: true });
+  assert.equal(a.view.node.find((l) => l.name === 'weft.udp')?.mtu, 1472);
   assert.deepEqual(a.view.vxlan, {
     id: 1,
     local: '198.18.0.11',

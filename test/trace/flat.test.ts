@@ -2,14 +2,21 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { labStatus, labSwitchBackend } from '../../src/lab/lab.js';
+import { labStatus, labSwitchBackend, type NodeState } from '../../src/lab/lab.js';
 import { labServe } from '../../src/lab/serve.js';
 import { serviceAdd } from '../../src/lab/services.js';
 import { labTrace } from '../../src/trace/run.js';
 import type { TraceResult } from '../../src/trace/types.js';
 import { run } from '../../src/util/exec.js';
 import { inNs, upLab } from '../helpers/lab.js';
-import { assertNothingLeft, assertOrdered, assertTraceClean, hopsIn, journey } from './helpers.js';
+import {
+  assertNothingLeft,
+  assertOrdered,
+  assertTraceClean,
+  assertTunnelled,
+  hopsIn,
+  journey,
+} from './helpers.js';
 
 const WEFT = fileURLToPath(new URL('../../src/cli/weft.js', import.meta.url));
 
@@ -76,26 +83,20 @@ test(
           const tr = await labTrace(state.name, a, b);
           delivered(tr);
           assertOrdered(tr.hops);
-          const [na, nb] = [node(pod(a).node), node(pod(b).node)];
-          for (const [dir, src, dst] of [
-            ['request', na, nb],
-            ['reply', nb, na],
-          ] as const) {
-            const hops = hopsIn(tr, dir);
-            const enc = hops.find((h) => h.event === 'encapsulated');
-            assert.ok(enc, `${dir} is encapsulated: ${journey(tr, dir)}`);
-            assert.equal(enc.netns, src.netns);
-            assert.deepEqual(enc.outer, [
-              { src: src.publicIP, dst: dst.publicIP, udpPort: 8472, kind: 'vxlan', vni: 1, owner: 'weft' },
-            ]);
+          const ends = [node(pod(a).node), node(pod(b).node)] as const;
+          const vxlan = (src: NodeState, dst: NodeState) =>
+            ({
+              src: src.publicIP,
+              dst: dst.publicIP,
+              udpPort: 8472,
+              kind: 'vxlan',
+              vni: 1,
+              owner: 'weft',
+            }) as const;
+          for (const { dst, hops, iEnc } of assertTunnelled(tr, state, [...ends], vxlan)) {
             assert.ok(
               hops.some((h) => h.event === 'decapsulated' && h.netns === dst.netns && h.outer.length === 0),
             );
-            assert.ok(
-              hops.some((h) => h.netns === state.switchNetns && h.outer.length === 1),
-              'over the underlay switch',
-            );
-            const iEnc = hops.indexOf(enc);
             const iDec = hops.findIndex((h) => h.event === 'decapsulated');
             assert.ok(iEnc < iDec, 'encapsulated before decapsulated');
           }

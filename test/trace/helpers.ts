@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { nftTables } from '../../src/kernel/observe.js';
-import type { LabState } from '../../src/lab/lab.js';
+import type { LabState, NodeState } from '../../src/lab/lab.js';
 import { cmdline, listNetns } from '../../src/lab/netns.js';
 import { TRACE_TABLE_PREFIX } from '../../src/trace/nft-trace.js';
-import type { Hop, TraceResult } from '../../src/trace/types.js';
+import type { Hop, OuterHeader, TraceResult } from '../../src/trace/types.js';
 import { run } from '../../src/util/exec.js';
 
 /** Waits until a process is gone (the kernel releases a dead loader's links as it exits). */
@@ -80,3 +80,34 @@ export const journey = (t: TraceResult, dir: 'request' | 'reply') =>
   hopsIn(t, dir)
     .map((h) => `${h.netns}:${h.device}:${h.hook}:${h.event}`)
     .join(' → ');
+
+/**
+ * Both directions of a probe between two nodes' pods went through a tunnel of weft's: encapsulated in
+ * the sending node with the outer header `outer(sender, receiver)` and carried over the underlay switch
+ * with it. Returns each direction's hops and the index of its encapsulation, for what a backend adds.
+ */
+export function assertTunnelled(
+  t: TraceResult,
+  state: LabState,
+  ends: [NodeState, NodeState],
+  outer: (src: NodeState, dst: NodeState) => OuterHeader,
+): { dir: 'request' | 'reply'; src: NodeState; dst: NodeState; hops: Hop[]; iEnc: number }[] {
+  const [a, b] = ends;
+  return (
+    [
+      ['request', a, b],
+      ['reply', b, a],
+    ] as const
+  ).map(([dir, src, dst]) => {
+    const hops = hopsIn(t, dir);
+    const iEnc = hops.findIndex((h) => h.event === 'encapsulated');
+    assert.ok(iEnc >= 0, `${dir} is encapsulated: ${journey(t, dir)}`);
+    assert.equal(hops[iEnc]!.netns, src.netns);
+    assert.deepEqual(hops[iEnc]!.outer, [outer(src, dst)]);
+    assert.ok(
+      hops.some((h) => h.netns === state.switchNetns && h.outer.length === 1),
+      `${dir} crosses the underlay switch encapsulated`,
+    );
+    return { dir, src, dst, hops, iEnc };
+  });
+}

@@ -187,3 +187,45 @@ test('agrees: the echo of weft’s own changes and foreign objects agree; a hand
   );
   assert.equal(WEFT_ROUTE_PROTO, 87);
 });
+
+test('a device route (udp: the cluster network into the TUN device) is diffed, modelled and echoed without a next hop', () => {
+  const udp: Plan = {
+    routes: [{ dst: Cidr.parse('10.244.0.0/16')!, dev: 'weft.udp', onlink: false }],
+    vteps: [],
+    peers: [],
+  };
+  const empty: Observed = { routes: [], vxlanDev: undefined, neighs: [], fdb: [] };
+  const d = diff(udp, empty, undefined);
+  assert.deepEqual(lines(d), ['ip route replace 10.244.0.0/16 dev weft.udp proto 87']);
+  // As `ip -j route show proto 87` lists it (recorded: a TUN device without a queue is "linkdown").
+  const listed = ownRoutesListing([
+    { dst: '10.244.0.0/16', dev: 'weft.udp', scope: 'link', flags: ['linkdown'] },
+  ]);
+  const have: Observed = { ...empty, routes: listed };
+  assert.deepEqual(lines(diff(udp, have, undefined)), []);
+  assert.equal(diff(udp, have, undefined).unchanged, 1);
+  // The same destination with a next hop (the vxlan backend's, say) is not the same route.
+  const via: Observed = {
+    ...empty,
+    routes: ownRoutesListing([
+      { dst: '10.244.0.0/16', gateway: '10.244.2.0', dev: 'weft.1', flags: ['onlink'] },
+    ]),
+  };
+  assert.deepEqual(lines(diff(udp, via, undefined)), [
+    'ip route replace 10.244.0.0/16 dev weft.udp proto 87',
+  ]);
+  // The model after the Op agrees with the kernel's echo of it, not with someone moving the route.
+  const model = owned(
+    afterApply(
+      empty,
+      undefined,
+      d.ops.map((p) => p.op),
+      [],
+    ),
+  );
+  const ev = (line: string) => parseMonitorLine(line, 'ip') as KernelEvent;
+  assert.ok(agrees(model, ev('[ROUTE]10.244.0.0/16 dev weft.udp proto 87 scope link linkdown ')));
+  assert.ok(!agrees(model, ev('[ROUTE]Deleted 10.244.0.0/16 dev weft.udp proto 87 scope link linkdown ')));
+  assert.ok(!agrees(model, ev('[ROUTE]10.244.0.0/16 via 198.18.0.1 dev eth0 proto 87 ')));
+  assert.ok(!agrees(model, ev('[LINK]7: weft.udp: <POINTOPOINT,MULTICAST,NOARP> mtu 1472 state DOWN')));
+});

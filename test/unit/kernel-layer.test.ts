@@ -36,6 +36,10 @@ test('render: every Op is the iproute2 batch line the callers used to write by h
       },
       'ip link add weft.1 address 02:aa:00:00:00:01 mtu 1450 type vxlan id 1 local 198.18.0.11 dev eth0 dstport 8472 nolearning',
     ],
+    [
+      { op: 'link-add-tun', name: 'weft.udp', multiQueue: true, vnetHdr: true },
+      'ip tuntap add dev weft.udp mode tun multi_queue vnet_hdr',
+    ],
     [{ op: 'link-set', name: 'veth1', master: 'cni0' }, 'ip link set veth1 master cni0'],
     [{ op: 'link-set', name: 'veth1', up: true }, 'ip link set veth1 up'],
     [{ op: 'link-set', name: 'weft.1', noIpv6LinkLocal: true }, 'ip link set weft.1 addrgenmode none'],
@@ -57,6 +61,10 @@ test('render: every Op is the iproute2 batch line the callers used to write by h
         proto: 87,
       },
       'ip route replace 10.244.2.0/24 via 10.244.2.0 dev weft.1 onlink proto 87',
+    ],
+    [
+      { op: 'route-replace', dst: '10.244.0.0/16', dev: 'weft.udp', proto: 87 },
+      'ip route replace 10.244.0.0/16 dev weft.udp proto 87',
     ],
     [
       { op: 'route-append', dst: 'default', via: '10.244.1.1', dev: 'eth0' },
