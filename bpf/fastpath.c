@@ -67,7 +67,7 @@ struct {
 
 /*
  * What conntrack said about a TCP flow (WEFT_SLOW_NAT or 0), so that the lookup (the costliest step
- * of the program: a cold hash bucket per packet, measured ~250 ns) runs once per flow and CPU rather
+ * of the program: a cold hash bucket per packet, measured ~250 ns) runs once per flow direction rather
  * than per packet. Sound for TCP only: a connection's NAT is decided by its first packet and never
  * changes, and a connection that reuses a flow's addresses and ports starts with a SYN, which (like
  * FIN and RST) always asks conntrack again. UDP has no such start: it asks every time.
