@@ -2,7 +2,7 @@ import { randomBytes, randomInt } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { agentGet } from '../cli/status-command.js';
+import { agentGet } from '../agent/client.js';
 import { nftDeleteTable, nftTables } from '../kernel/observe.js';
 import { readState, type LabState } from '../lab/lab.js';
 import { cmdline } from '../lab/netns.js';
