@@ -37,7 +37,7 @@ trap 'exit 143' TERM
 
 PKGS=(etcd-server etcd-client iproute2 nftables iptables iperf3 sockperf ethtool tcpdump containernetworking-plugins gcc libc6-dev
       util-linux procps psmisc iputils-ping curl ca-certificates chromium openssl systemd python3
-      clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev libnftables-dev)  # the last line: BPF (weft trace)
+      clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev libnftables-dev)  # the last line: BPF (weft trace, the fast path)
 # shellcheck disable=SC2206 # a space-separated list by design
 PKGS+=(${WEFT_EXTRA_PACKAGES:-})
 missing=()

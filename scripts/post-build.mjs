@@ -46,3 +46,4 @@ if (compile('native/udp', ['-O3', '-pthread', '-o', 'dist/native/weft-udp.new', 
   renameSync('dist/native/weft-udp.new', 'dist/native/weft-udp');
 
 await import('./build-trace.mjs');
+await import('./build-fastpath.mjs');

@@ -8,6 +8,7 @@ import { formatIPv4 } from '../util/ipv4.js';
 import type { Logger } from '../util/log.js';
 import { Timers } from '../util/timers.js';
 import { startCniServer, type CniServer } from '../cni/server.js';
+import { effectiveMode, type FastPathMode } from '../fastpath/mode.js';
 import type { CloudOptions } from './cloud.js';
 import { DataPlane } from './dataplane.js';
 import { EtcdLink } from './etcd-link.js';
@@ -49,6 +50,8 @@ export interface AgentOptions {
   takeOverFlannel?: boolean;
   /** A stop leaves the nftables table too, so that the node keeps forwarding (rollback to Flannel). */
   keepDataPath?: boolean;
+  /** The BPF fast path (--fast-path); undefined: the network config's FastPath, else none. */
+  fastPath?: FastPathMode;
   /** Called after the node left the cluster (POST /leave); the CLI exits the process. */
   onLeft?: () => void;
   log: Logger;
@@ -170,6 +173,7 @@ export class Agent implements AgentEndpoints {
       ...this.facts,
       subnetFile: o.subnetFile,
       ipMasq: o.ipMasq,
+      fastPath: effectiveMode(o.fastPath, config.fastPath),
       takeOverFlannel: o.takeOverFlannel === true,
       lease: { ttlSeconds: o.leaseTtlSeconds, renewMarginSeconds: o.renewMarginSeconds },
       resyncSeconds: o.resyncSeconds,

@@ -10,6 +10,7 @@ import type { Logger } from '../util/log.js';
 import { Timers } from '../util/timers.js';
 import type { CloudOptions, CloudRouting } from './cloud.js';
 import { CloudCoordinator, findInCloud, wantsCloud } from './cloud-coordinator.js';
+import type { FastPathMode } from '../fastpath/mode.js';
 import type { DataPlane } from './dataplane.js';
 import type { EtcdLink } from './etcd-link.js';
 import type { PublicInterface } from './iface.js';
@@ -32,6 +33,8 @@ export interface NodeFacts {
 export interface MemberSetup extends NodeFacts {
   subnetFile: string;
   ipMasq: boolean;
+  /** The BPF fast path in effect (the agent's --fast-path, else the network config's FastPath). */
+  fastPath: FastPathMode;
   /** Adopt Flannel's data path if flanneld left one on this node (else such a start is refused). */
   takeOverFlannel: boolean;
   lease: { ttlSeconds: number; renewMarginSeconds: number };
@@ -71,6 +74,8 @@ export async function prepareMember(s: MemberSetup): Promise<ClusterMember> {
     iface: s.iface,
     ipMasq: s.ipMasq,
     subnetFile: s.subnetFile,
+    fastPath: s.fastPath,
+    resyncSeconds: s.resyncSeconds,
     registry: s.metrics.registry,
     log: s.log.child({ part: 'dataplane' }),
   });
@@ -287,6 +292,7 @@ export class ClusterMember {
       cloud: this.cloud?.routing.status(),
       takeover: this.datapath.takeoverStatus(),
       dataPath: this.datapath.status(),
+      fastPath: this.datapath.fastPathStatus() ?? { mode: 'none', active: false },
     };
   }
 
@@ -296,8 +302,9 @@ export class ClusterMember {
   }
 
   /**
-   * Stops the periodic work and the watch; waits for a running pass. The kernel is left as it is, and
-   * a native data path (weft-udp) keeps forwarding, unsupervised, until the next agent adopts it.
+   * Stops the periodic work and the watch; waits for a running pass. The kernel is left as it is: a
+   * native data path (weft-udp) keeps forwarding, unsupervised, and the BPF fast path, no longer fed,
+   * until the next agent adopts them.
    */
   async stop(): Promise<void> {
     this.timers.clear();

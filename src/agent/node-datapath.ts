@@ -1,6 +1,8 @@
 import type { Registry } from 'prom-client';
 import type { NetworkConfig } from '../config/network-config.js';
 import { vxlanDeviceName, type Backend, type Plan } from '../backend/types.js';
+import { FastPathDataPath, removeFastPath, type FastPathStatus } from '../fastpath/datapath.js';
+import type { FastPathMode } from '../fastpath/mode.js';
 import { listFdb, sysctlRead, sysctlWrite } from '../kernel/iproute.js';
 import type { Lease } from '../store/lease.js';
 import { removeUdpDataPath, UdpNodeDataPath } from '../udp/datapath.js';
@@ -21,7 +23,11 @@ export interface NodeDataPathSetup {
   ipMasq: boolean;
   /** A native data path's log goes beside it (udp: weft-udp.log). */
   subnetFile: string;
-  /** Where a native data path's metrics are registered (udp: read from weft-udp at scrape time). */
+  /** The BPF fast path in effect (the agent's --fast-path, else the network config's FastPath). */
+  fastPath: FastPathMode;
+  /** The agent's kernel resync period (the fast path's maps are rewritten at least this often). */
+  resyncSeconds: number;
+  /** Where a native data path's metrics are registered (udp's, the fast path's: read at scrape time). */
   registry: Registry;
   log: Logger;
 }
@@ -29,9 +35,11 @@ export interface NodeDataPathSetup {
 /**
  * What a backend needs from the kernel of this node, in one place: the devices it owns (the VXLAN
  * device; udp's TUN device and the weft-udp process on it), node settings (forwarding), the traffic
- * rules, and applying a plan. The agent's other parts never touch DataPlane, TrafficManager or a
- * native data path directly: devices are made in ensureDevices, a plan is applied in apply (routes
- * and VXLAN entries by the data plane, udp's peer table by weft-udp), what another backend left is
+ * rules, applying a plan, and the BPF fast path beside whichever backend runs (its programs attached
+ * with the node settings, its maps given every plan applied). The agent's other parts never touch
+ * DataPlane, TrafficManager, a native data path or the fast path directly: devices are made in
+ * ensureDevices, a plan is applied in apply (routes and VXLAN entries by the data plane, udp's peer
+ * table by weft-udp, the peers' entries by the fast path), what another run left is
  * removed in removeOtherBackends, and releaseDataPath tears it all down.
  */
 export class NodeDataPath {
@@ -46,6 +54,8 @@ export class NodeDataPath {
   private readonly log: Logger;
   /** udp only: the TUN device and weft-udp. */
   private readonly udp: UdpNodeDataPath | undefined;
+  /** The BPF fast path, unless it is off (`none`). */
+  private readonly fastPath: FastPathDataPath | undefined;
 
   constructor(s: NodeDataPathSetup) {
     this.dp = s.dp;
@@ -67,6 +77,17 @@ export class NodeDataPath {
             registry: s.registry,
           })
         : undefined;
+    this.fastPath =
+      s.fastPath === 'none'
+        ? undefined
+        : new FastPathDataPath({
+            mode: s.fastPath,
+            underlay: s.iface.name,
+            vxlanDev: this.vxlanDevice(),
+            resyncSeconds: s.resyncSeconds,
+            registry: s.registry,
+            log: s.log.child({ part: 'fastpath' }),
+          });
   }
 
   /** The device this backend owns, if any (undefined: remove every weft VXLAN device). */
@@ -74,10 +95,11 @@ export class NodeDataPath {
     return this.backend.usesVxlan ? vxlanDeviceName(this.config.backend.vni) : undefined;
   }
 
-  /** The backend may have changed since the last run: remove what the old one owned. */
+  /** The backend may have changed since the last run: remove what the old one owned (and the fast path, when off). */
   async removeOtherBackends(): Promise<void> {
     await this.dp.removeVxlanDevices(this.vxlanDevice());
     if (!this.udp) await removeUdpDataPath(this.log);
+    if (!this.fastPath) await removeFastPath(this.log, 'off (--fast-path none)');
   }
 
   /**
@@ -136,16 +158,20 @@ export class NodeDataPath {
     await this.takeover?.afterRules(); // Flannel's rules go once weft's are in
     // ARP from the node's own address, not a pod-range one: cloud anti-spoofing checks ARP senders too.
     if (cloudRouted) await sysctlWrite('net.ipv4.conf.all.arp_announce', '2');
+    // After the rules: what the fast path leaves to the stack (NAT'd flows, the outside) is handled there.
+    await this.fastPath?.start(subnet);
   }
 
   /**
    * Brings the kernel to the plan; the overlay port then accepts exactly the plan's tunnel endpoints
-   * (vxlan), and weft-udp forwards to exactly the plan's udp peers.
+   * (vxlan), weft-udp forwards to exactly the plan's udp peers, and the fast path redirects to exactly
+   * the plan's peers (after the routes and entries it relies on).
    */
   async apply(plan: Plan): Promise<ApplyReport> {
     const report = await this.dp.apply(plan, this.vxlanDevice());
     if (this.backend.usesVxlan) await this.traffic.setPeers(plan.vteps.map((v) => formatIPv4(v.remote)));
     await this.udp?.update(plan);
+    await this.fastPath?.update(plan, report.added + report.removed > 0);
     return report;
   }
 
@@ -163,9 +189,18 @@ export class NodeDataPath {
     return this.udp?.status();
   }
 
-  /** The agent stops (or leaves): a native data path is no longer supervised but keeps forwarding. */
+  /** The fast path's mode, whether it is attached (or why not) and where, for /status and `weft status`. */
+  fastPathStatus(): FastPathStatus | undefined {
+    return this.fastPath?.status();
+  }
+
+  /**
+   * The agent stops (or leaves): a native data path is no longer supervised, the fast path no longer
+   * fed, but both keep forwarding (for the next agent).
+   */
   detach(): void {
     this.udp?.detach();
+    this.fastPath?.detach();
   }
 
   // ------------------------------------------- what another data path left here (issue 14: Flannel)
@@ -217,10 +252,12 @@ async function tunnelEndpoints(dev: string): Promise<string[]> {
 }
 
 /**
- * The node leaves the cluster: every route, neighbour, FDB entry, device, data path process and rule
- * weft owns removed, whatever the backend (the caller has detached a supervised data path first).
+ * The node leaves the cluster: every route, neighbour, FDB entry, device, data path process, BPF
+ * program and rule weft owns removed, whatever the backend (the caller has detached a supervised data
+ * path first). The fast path goes first: it must not redirect to a peer whose route and entries are gone.
  */
 export async function releaseDataPath(dp: DataPlane, traffic: TrafficManager, log: Logger): Promise<void> {
+  await removeFastPath(log, 'removed (the node left)');
   await dp.apply({ routes: [], vteps: [], peers: [] }, undefined).catch(() => undefined);
   await dp.removeVxlanDevices().catch(() => undefined);
   await removeUdpDataPath(log).catch(() => undefined);

@@ -11,7 +11,10 @@ import type { Endpoint, Hop, HopKind, PathResult } from './result.js';
  */
 
 /** A path to measure: what its result will say about it, and the lab objects at its two ends. */
-export interface PathPlan extends Pick<PathResult, 'id' | 'label' | 'kind' | 'backend' | 'from' | 'to'> {
+export interface PathPlan extends Pick<
+  PathResult,
+  'id' | 'label' | 'kind' | 'backend' | 'fastPath' | 'from' | 'to'
+> {
   fromNode: NodeState;
   toNode: NodeState;
   fromPod?: PodState;
@@ -74,6 +77,11 @@ export function crossNodePath(
 ): PathPlan {
   const label = `pod → pod across nodes, ${shown} (${p.name} → ${q.name})`;
   return podPath({ id: `cross-node/${backend}`, label, kind: 'cross-node', backend: shown }, [a, b], [p, q]);
+}
+
+/** The same pod-to-pod path measured with the BPF fast path on: `<id>+bpf`. */
+export function withFastPath(p: PathPlan): PathPlan {
+  return { ...p, id: `${p.id}+bpf`, label: `${p.label}, BPF fast path`, fastPath: 'bpf' };
 }
 
 /** The hand-built paths: its underlay, then pod to pod routed and over VXLAN. */

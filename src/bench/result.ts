@@ -66,6 +66,8 @@ export interface PathResult {
   kind: PathKind;
   /** The backend programmed while the path was measured; null for the underlay itself. */
   backend: string | null;
+  /** Present when the BPF fast path was on while measuring (added in v1, issue 15). */
+  fastPath?: 'bpf';
   from: Endpoint;
   to: Endpoint;
   hops: Hop[];
@@ -98,6 +100,8 @@ export interface BenchResult {
     quick: boolean;
     /** Whether the hand-built reference paths were measured (--reference); added in v1, may be absent. */
     reference?: boolean;
+    /** Whether every backend was also measured with the BPF fast path (--fast-path); may be absent. */
+    fastPath?: boolean;
     throughputTool: string;
     latencyTool: string;
     rttConvention: string;
@@ -201,6 +205,7 @@ export const RESULT_JSON_SCHEMA = {
         streams: { type: 'array', items: { type: 'integer' } },
         quick: { type: 'boolean' },
         reference: { type: 'boolean' },
+        fastPath: { type: 'boolean' },
         throughputTool: { type: 'string' },
         latencyTool: { type: 'string' },
         rttConvention: { type: 'string' },
@@ -246,6 +251,7 @@ export const RESULT_JSON_SCHEMA = {
           label: { type: 'string' },
           kind: { enum: ['native', 'same-node', 'cross-node', 'reference'] },
           backend: { type: ['string', 'null'] },
+          fastPath: { enum: ['bpf'] },
           from: endpoint,
           to: endpoint,
           hops: {

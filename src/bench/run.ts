@@ -20,8 +20,10 @@ import {
   pickNodes,
   referencePaths,
   sameNodePath,
+  withFastPath,
   type PathPlan,
 } from './paths.js';
+import type { FastPathMode } from '../fastpath/mode.js';
 import { buildReference, type Reference } from './reference.js';
 import { RESULT_SCHEMA_ID, type BenchResult, type Hop, type PathResult, type Throughput } from './result.js';
 import { ratio, stat } from './stats.js';
@@ -39,8 +41,8 @@ import {
  * `weft bench`: on a running lab, measures in one run the underlay between two nodes (native), two
  * pods on one node (the veth + bridge cost alone) and two pods across the same two nodes under every
  * backend asked for, switching the lab's backend between them and restoring it at the end. Each
- * path gets iperf3 with 1 and with 4 streams and a sockperf ping-pong, repeated; repetitions of the
- * paths of one backend are interleaved so that drift in the machine hits every path alike.
+ * path gets iperf3 with 1 and with 4 streams and a sockperf ping-pong, repeated; each repetition is
+ * a round over every backend (and fast path), so that drift in the machine hits every path alike.
  */
 
 export interface BenchOptions {
@@ -53,6 +55,8 @@ export interface BenchOptions {
   repetitions?: number;
   /** Also measure the hand-built paths (plain ip commands, no agent) in the same run. */
   reference?: boolean;
+  /** Also measure every backend with the BPF fast path on (rows `<backend>+bpf`, `same-node+bpf`). */
+  fastPath?: boolean;
   progress?: (msg: string) => void;
 }
 
@@ -64,6 +68,12 @@ const SOCKPERF_PORT = 11111;
 /** What a lab can switch between by default: its underlay decides. */
 export function defaultBackends(s: LabState): string[] {
   return s.neutron ? ['neutron', 'vxlan', 'host-gw'] : ['vxlan', 'host-gw'];
+}
+
+/** One agent configuration measured: a backend (or variant), with or without the BPF fast path. */
+interface Phase {
+  backend: BenchBackend;
+  fastPath: FastPathMode;
 }
 
 interface Samples {
@@ -111,14 +121,26 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
     return be;
   });
   const before = runningBackend(s);
+  const fastPathBefore: FastPathMode = s.spec.fastPath ?? 'none';
   // Start with the backend the lab already runs (one switch fewer), then in the order asked.
-  const order = [...backends.filter((x) => x.id === before), ...backends.filter((x) => x.id !== before)];
+  const backendOrder = [
+    ...backends.filter((x) => x.id === before),
+    ...backends.filter((x) => x.id !== before),
+  ];
+  // Each backend plain, then (--fast-path) with the BPF fast path: one agent restart per phase.
+  const order: Phase[] = backendOrder.flatMap((backend) =>
+    (o.fastPath ? (['none', 'bpf'] as const) : (['none'] as const)).map((fastPath) => ({
+      backend,
+      fastPath,
+    })),
+  );
   // The same-node path is measured where the pod MTU is the underlay's (no encapsulation), if any.
-  const sameNodeUnder = order.find((x) => x.type === 'host-gw' || x.type === 'neutron') ?? order[0]!;
+  const sameNodeUnder =
+    backendOrder.find((x) => x.type === 'host-gw' || x.type === 'neutron') ?? backendOrder[0]!;
   const firstPhase = o.reference ? 4 : 1; // native (+ the three hand-built paths)
-  const perPhase = (i: number, be: BenchBackend) =>
-    (i === 0 ? firstPhase : 0) + (be === sameNodeUnder ? 1 : 0) + 1;
-  const totalSteps = order.reduce((n, be, i) => n + perPhase(i, be), 0) * repetitions * (STREAMS.length + 1);
+  const perPhase = (i: number, ph: Phase) =>
+    (i === 0 ? firstPhase : 0) + (ph.backend === sameNodeUnder ? 1 : 0) + 1;
+  const totalSteps = order.reduce((n, ph, i) => n + perPhase(i, ph), 0) * repetitions * (STREAMS.length + 1);
   let step = 0;
   const tick = (what: string) => say(`[${++step}/${totalSteps}] ${what}`);
 
@@ -129,46 +151,63 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
       say('building the hand-built reference paths (plain ip commands, no agent)');
       ref = await buildReference(s.spec.mtu);
     }
-    for (const [i, backend] of order.entries()) {
-      if (runningBackend(s) !== backend.id) {
-        say(`switching the lab to ${backend.label} (agents restart, waiting until ready)`);
-        await labSwitchBackend(s.name, backend.type, undefined, backend.options);
-        s = await readState(s.name);
-      }
-      const node = (n: NodeState) => s.nodes.find((x) => x.name === n.name)!;
-      const phase: PathPlan[] = [];
-      if (i === 0) phase.push(nativePath(node(a), node(b)), ...(ref ? referencePaths(ref) : []));
-      if (backend === sameNodeUnder) phase.push(sameNodePath(node(a), pa1, pa2, backend.label));
-      phase.push(crossNodePath(node(a), node(b), pa1, pb1, backend.id, backend.label));
-
-      const live: Samples[] = [];
-      for (const plan of phase) {
-        const sm: Samples = { plan, hops: [], status: 'ok', tcp: { 1: [], 4: [] }, latency: [] };
-        results.push(sm);
-        if (!(await reachable(plan.from, plan.to, plan.kind === 'native' ? 5_000 : 30_000))) {
-          sm.status = 'unreachable';
-          sm.reason = await whyUnreachable(plan);
-          say(`${plan.label}: unreachable, not measured: ${sm.reason}`);
-          step += repetitions * (STREAMS.length + 1);
-          continue;
+    // Repetitions are rounds over every phase (snake order: A B C, C B A, A B C, … one switch fewer
+    // per round), so that drift in the machine hits every path alike, across backends too.
+    const live: Samples[][] = order.map(() => []);
+    for (let rep = 1; rep <= repetitions; rep++) {
+      const round = [...order.entries()];
+      if (rep % 2 === 0) round.reverse();
+      for (const [i, ph] of round) {
+        if (runningBackend(s) !== ph.backend.id || (s.spec.fastPath ?? 'none') !== ph.fastPath) {
+          const fp = ph.fastPath === 'none' ? '' : ' with the BPF fast path';
+          say(`switching the lab to ${ph.backend.label}${fp} (agents restart, waiting until ready)`);
+          await labSwitchBackend(s.name, ph.backend.type, undefined, {
+            backendOptions: ph.backend.options,
+            fastPath: ph.fastPath,
+          });
+          s = await readState(s.name);
         }
-        sm.hops = await discoverHops(plan);
-        say(`${plan.label}: ${sm.hops.map((h) => `${h.host}/${h.device} ${h.mtu}`).join(' → ')}`);
-        live.push(sm);
-      }
-      for (let rep = 1; rep <= repetitions; rep++) {
-        for (const sm of live) await measure(sm, rep);
+        if (rep === 1) live[i] = await preparePhase(i, ph);
+        for (const sm of live[i]!) await measure(sm, rep);
       }
     }
   } finally {
     await ref?.destroy();
-    if (runningBackend(await readState(s.name).catch(() => s)) !== before) {
+    const now = await readState(s.name).catch(() => s);
+    if (runningBackend(now) !== before || (now.spec.fastPath ?? 'none') !== fastPathBefore) {
       const b = benchBackend(before)!;
       say(`restoring the lab's backend ${b.label}`);
-      await labSwitchBackend(s.name, b.type, undefined, b.options).catch((e: unknown) =>
-        say(`cannot restore backend ${b.label}: ${describeError(e)}`),
-      );
+      await labSwitchBackend(s.name, b.type, undefined, {
+        backendOptions: b.options,
+        fastPath: fastPathBefore,
+      }).catch((e: unknown) => say(`cannot restore backend ${b.label}: ${describeError(e)}`));
     }
+  }
+
+  /** The paths of one phase, checked reachable, their hops read (once, in the first round). */
+  async function preparePhase(i: number, { backend, fastPath }: Phase): Promise<Samples[]> {
+    const node = (n: NodeState) => s.nodes.find((x) => x.name === n.name)!;
+    const phase: PathPlan[] = [];
+    const variant = (p: PathPlan) => (fastPath === 'bpf' ? withFastPath(p) : p);
+    if (i === 0) phase.push(nativePath(node(a), node(b)), ...(ref ? referencePaths(ref) : []));
+    if (backend === sameNodeUnder) phase.push(variant(sameNodePath(node(a), pa1, pa2, backend.label)));
+    phase.push(variant(crossNodePath(node(a), node(b), pa1, pb1, backend.id, backend.label)));
+    const ready: Samples[] = [];
+    for (const plan of phase) {
+      const sm: Samples = { plan, hops: [], status: 'ok', tcp: { 1: [], 4: [] }, latency: [] };
+      results.push(sm);
+      if (!(await reachable(plan.from, plan.to, plan.kind === 'native' ? 5_000 : 30_000))) {
+        sm.status = 'unreachable';
+        sm.reason = await whyUnreachable(plan);
+        say(`${plan.label}: unreachable, not measured: ${sm.reason}`);
+        step += repetitions * (STREAMS.length + 1);
+        continue;
+      }
+      sm.hops = await discoverHops(plan);
+      say(`${plan.label}: ${sm.hops.map((h) => `${h.host}/${h.device} ${h.mtu}`).join(' → ')}`);
+      ready.push(sm);
+    }
+    return ready;
   }
 
   async function measure(sm: Samples, rep: number): Promise<void> {
@@ -225,6 +264,7 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
       streams: [...STREAMS],
       quick: o.quick === true,
       reference: o.reference === true,
+      fastPath: o.fastPath === true,
       throughputTool: `iperf3 -c DST -t ${seconds} -O ${WARMUP_SECONDS} -P N -J (TCP, receiver-side goodput; the first ${WARMUP_SECONDS} s omitted)`,
       latencyTool: `sockperf ping-pong --tcp --full-rtt -t ${seconds} (14-byte messages, one in flight; sockperf drops a 400 ms warm-up)`,
       rttConvention:
@@ -261,6 +301,7 @@ function toPathResult(sm: Samples): PathResult {
     label: plan.label,
     kind: plan.kind,
     backend: plan.backend,
+    ...(plan.fastPath !== undefined && { fastPath: plan.fastPath }),
     from: plan.from,
     to: plan.to,
     hops: sm.hops,

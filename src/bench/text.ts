@@ -31,9 +31,10 @@ export function hopMtus(p: PathResult): string {
 
 export function shortLabel(p: PathResult): string {
   if (p.kind === 'native') return 'node → node (native)';
-  if (p.kind === 'same-node') return 'pod → pod, same node';
+  const bpf = p.fastPath === 'bpf' ? '+bpf' : '';
+  if (p.kind === 'same-node') return `pod → pod, same node${bpf && ` ${bpf}`}`;
   if (p.kind === 'reference') return `hand-built ${p.id.split('/')[1] ?? ''}`;
-  return `pod → pod, ${p.backend ?? '?'}`;
+  return `pod → pod, ${p.backend ?? '?'}${bpf}`;
 }
 
 export function formatResult(res: BenchResult): string {
@@ -90,6 +91,8 @@ function againstHandBuilt(res: BenchResult): string {
   const lines = ratioLines(res, [
     ['cross-node/host-gw', 'reference/routed'],
     ['cross-node/vxlan', 'reference/vxlan'],
+    ['cross-node/host-gw+bpf', 'reference/routed'],
+    ['cross-node/vxlan+bpf', 'reference/vxlan'],
   ]);
   return lines.length > 0
     ? `\nweft against the same path built by hand (1.00 = weft adds nothing):\n${lines.join('')}`

@@ -3,6 +3,7 @@ import { sdNotify } from '../agent/sd-notify.js';
 import { checkEtcdAccess, plainEtcdWarning, type EtcdSecurity } from '../store/registry.js';
 import { createLogger, type LogLevel } from '../util/log.js';
 import { describeError } from '../util/errors.js';
+import type { FastPathMode } from '../fastpath/mode.js';
 
 /** `weft agent`: runs until SIGTERM/SIGINT; a fatal start-up problem is one line on stderr and exit 1. */
 export async function runAgent(o: Record<string, string | string[] | boolean | undefined>): Promise<void> {
@@ -55,6 +56,7 @@ export async function runAgent(o: Record<string, string | string[] | boolean | u
     cloudResyncSeconds: num('cloudResync'),
     takeOverFlannel: o.takeOverFlannel === true,
     keepDataPath: o.keepDataPath === true,
+    fastPath: s('fastPath') as FastPathMode | undefined, // one of FAST_PATH_MODES (the option's choices)
     onLeft: () => {
       log.info('left the cluster');
       process.exit(0);

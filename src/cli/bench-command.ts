@@ -15,6 +15,10 @@ export function registerBench(program: Command): void {
     )
     .option('--quick', 'about 1 s per measurement and one repetition: a smoke run')
     .option('--reference', 'also measure hand-built paths (plain ip commands, no agent) in the same run')
+    .option(
+      '--fast-path',
+      'also measure every backend with the BPF fast path on (rows vxlan+bpf, host-gw+bpf)',
+    )
     .option('--seconds <n>', 'seconds per measurement, after a 1 s warm-up (default 10)')
     .option('--repetitions <n>', 'repetitions of every measurement (default 3)')
     .option('--out <dir>', 'where to write result.json and report.html', 'weft-bench')
@@ -81,6 +85,7 @@ export function registerBench(program: Command): void {
         backends,
         quick: o.quick === true,
         reference: o.reference === true,
+        fastPath: o.fastPath === true,
         seconds: positive('seconds'),
         repetitions: positive('repetitions'),
         progress: (m) => process.stderr.write(`[bench] ${m}\n`),

@@ -29,6 +29,7 @@ export function registerLab(program: Command): void {
     .option('--lease-ttl <seconds>', "agents' subnet lease TTL")
     .option('--resync <seconds>', "agents' reconcile period")
     .option('--no-ip-masq', 'do not masquerade pod egress')
+    .option('--fast-path <mode>', 'the BPF fast path in the network config: none | bpf | auto')
     .option('--json', 'print the lab status as JSON when up')
     .action(async (o: Record<string, string | boolean | undefined>) => {
       const { loadSpecFile, validateSpec } = await import('../lab/spec.js');
@@ -51,6 +52,7 @@ export function registerLab(program: Command): void {
         mtu: 'mtu',
         leaseTtl: 'leaseTtl',
         resync: 'resync',
+        fastPath: 'fastPath',
       };
       for (const [flag, key] of Object.entries(map)) if (o[flag] !== undefined) flags[key] = o[flag];
       if (o.ipMasq === false) flags.ipMasq = false;
@@ -103,7 +105,7 @@ export function registerLab(program: Command): void {
       ];
       const pods = [['POD', 'NODE', 'NETNS', 'IP'], ...s.pods.map((p) => [p.name, p.node, p.netns, p.ip])];
       process.stdout.write(
-        `lab ${s.name}: underlay ${s.underlay}, backend ${s.backend}, etcd ${s.etcd.endpoints.join(',')} (netns ${s.etcd.netns ?? 'root'})\n\n${formatTable(rows)}\n${formatTable(pods)}`,
+        `lab ${s.name}: underlay ${s.underlay}, backend ${s.backend}${s.fastPath === 'none' ? '' : ` + BPF fast path (${s.fastPath})`}, etcd ${s.etcd.endpoints.join(',')} (netns ${s.etcd.netns ?? 'root'})\n\n${formatTable(rows)}\n${formatTable(pods)}`,
       );
     });
 
@@ -126,11 +128,17 @@ export function registerLab(program: Command): void {
     .description("switch a running lab's backend and wait until the data path is ready")
     .argument('<type>', BACKEND_TYPES.join(' | '))
     .option('--name <name>', 'lab name (default: the only lab)')
-    .action(async (type: string, o: { name?: string }) => {
+    .option('--fast-path <mode>', 'also switch the BPF fast path: none | bpf | auto')
+    .action(async (type: string, o: { name?: string; fastPath?: string }) => {
       if (!(BACKEND_TYPES as readonly string[]).includes(type))
         throw new WeftError(`unknown backend "${type}"`, { hint: `use ${BACKEND_TYPES.join(', ')}` });
+      const { isFastPathMode, FAST_PATH_MODES } = await import('../fastpath/mode.js');
+      if (o.fastPath !== undefined && !isFastPathMode(o.fastPath))
+        throw new WeftError(`unknown fast path "${o.fastPath}"`, {
+          hint: `use ${FAST_PATH_MODES.join(', ')}`,
+        });
       const { labSwitchBackend } = await import('../lab/lab.js');
-      await labSwitchBackend(o.name ?? (await onlyLab()), type as BackendType, say);
+      await labSwitchBackend(o.name ?? (await onlyLab()), type as BackendType, say, { fastPath: o.fastPath });
     });
   registerLifecycle(lab, say);
   registerLabServices(lab);

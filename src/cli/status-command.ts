@@ -11,6 +11,7 @@ interface StatusJson {
   lease?: { subnet: string; reservation: boolean; vtepMac?: string };
   etcd: { endpoints: string[]; up: boolean };
   peers: { subnet: string; publicIP: string; path: string; reason?: string }[];
+  fastPath?: { mode: string; active: boolean; reason?: string; netDevs?: string[] };
   dataPath?: {
     kind: string;
     state: string;
@@ -49,6 +50,7 @@ export async function printStatus(socket: string, json: boolean): Promise<number
     `node:     ${s.iface ? `${s.iface.publicIP} on ${s.iface.name} (mtu ${s.iface.mtu})` : '-'}`,
     `lease:    ${s.lease ? `${s.lease.subnet}${s.lease.reservation ? ' (reservation)' : ''}${s.lease.vtepMac ? `  VTEP ${s.lease.vtepMac}` : ''}` : '-'}`,
     `etcd:     ${s.etcd.endpoints.join(',')} ${s.etcd.up ? 'up' : 'DOWN'}`,
+    `fastpath: ${fastPathLine(s.fastPath)}`,
     ...(s.dataPath ? [`datapath: ${dataPathLine(s.dataPath)}`] : []),
     `peers:    ${s.peers.length}`,
   ];
@@ -64,4 +66,10 @@ export async function printStatus(socket: string, json: boolean): Promise<number
   if (table.length) lines.push('', fmt(['SUBNET', 'PUBLIC IP', 'PATH', 'REASON']), ...table.map(fmt));
   process.stdout.write(lines.join('\n') + '\n');
   return s.ready.ready ? 0 : 3;
+}
+
+function fastPathLine(f: StatusJson['fastPath']): string {
+  if (!f || f.mode === 'none') return 'off';
+  if (!f.active) return `${f.mode}: off (${f.reason ?? 'not attached'})`;
+  return `${f.mode}: on (pod veths${f.netDevs?.length ? `, ${f.netDevs.join(', ')}` : ''})`;
 }

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { Command, Option } from 'commander';
 import { describeError } from '../util/errors.js';
+import { FAST_PATH_MODES } from '../fastpath/mode.js';
 import { applyEnvOptions, ENV_HELP } from './env-options.js';
 
 /**
@@ -64,6 +65,12 @@ program
     "adopt Flannel's data path on this node in place (device, lease, routes; its rules removed once weft's are in)",
   )
   .option('--keep-data-path', 'on stop, leave the nftables rules too (everything keeps forwarding; rollback)')
+  .addOption(
+    new Option(
+      '--fast-path <mode>',
+      "BPF fast path for pod-to-pod traffic: bpf, auto (where the kernel can) or none (default: the network config's FastPath, else none)",
+    ).choices(FAST_PATH_MODES),
+  )
   .addOption(
     new Option('--log-level <level>', 'log level')
       .choices(['debug', 'info', 'warn', 'error'])
@@ -141,6 +148,10 @@ program
       removeWeftRules: () => new TrafficManager(log).remove(),
       log,
     });
+    // Flannel's data path has no BPF: weft's fast path (fed by no agent any more) goes now.
+    const { removeFastPath } = await import('../fastpath/datapath.js');
+    const detached = o.finish ? 0 : await removeFastPath(log, 'removed (handed back to Flannel)');
+    if (detached > 0) lines.unshift(`removed weft's BPF fast path (${detached} programs detached)`);
     process.stdout.write(lines.join('\n') + '\n');
   });
 

@@ -34,6 +34,7 @@ import {
   type AttachmentKey,
 } from './ipam.js';
 import { warn } from './log.js';
+import { fastPathPodAdded, fastPathPodsRemoved } from '../fastpath/cni.js';
 
 export interface ResultInterface {
   name: string;
@@ -448,6 +449,10 @@ export function cmdAdd(env: CniEnv, conf: NetConf, cniArgs: Map<string, string>)
       );
     ensureSysctlSync('net.ipv4.ip_forward', '1');
     if (conf.ipMasq) ensureIpMasq(conf, senv);
+    // The pod on the BPF fast path (only when the node has it on): its entry, the program on its veth.
+    const fastPathWarning = fastPathPodAdded({ hostVeth: veth, ip, mac: podMac });
+    if (fastPathWarning) warn(fastPathWarning);
+    trace('fast path');
 
     const ours: CniResult = {
       cniVersion: conf.cniVersion,
@@ -548,6 +553,9 @@ export function cmdDel(env: CniEnv, conf: NetConf): void {
     if (v && HOST_VETH_RE.test(v)) veths.add(v);
   }
   trace('found');
+  // Off the fast path before the veth goes: its ifindex may come back as another pod's.
+  const fastPathWarning = fastPathPodsRemoved(mine.map((a) => formatIPv4(a.ip)));
+  if (fastPathWarning) warn(fastPathWarning);
   for (const v of veths) deleteHostVeth(v);
   trace('veth deleted');
   if (mine.length > 0) st.withLock(() => st.findByHash(hash).forEach((a) => st.remove(a)));
@@ -704,6 +712,8 @@ export function cmdGc(conf: NetConf): void {
   for (const l of onBridge)
     if (HOST_VETH_RE.test(l.ifname) && !validVeths.has(l.ifname)) toDelete.add(l.ifname);
   const present = localLinkNames();
+  const fastPathWarning = fastPathPodsRemoved(stale.map((x) => formatIPv4(x.a.ip)));
+  if (fastPathWarning) warn(fastPathWarning); // a stale entry is no resource left: the agent's sync drops it
   const failedVeths = new Set<string>();
   for (const v of [...toDelete].filter((x) => present.has(x))) {
     const f = deleteLinkSync(v);

@@ -1,5 +1,6 @@
 import { Cidr, formatIPv4, parseIPv4 } from '../util/ipv4.js';
 import { ConfigError } from '../util/errors.js';
+import { FAST_PATH_MODES, isFastPathMode, type FastPathMode } from '../fastpath/mode.js';
 
 /**
  * The network configuration at <prefix>/config, in Flannel's format (reference/flannel.md §2). Field
@@ -32,6 +33,8 @@ export interface NetworkConfig {
   subnetMin: number;
   subnetMax: number;
   backend: BackendConfig;
+  /** weft's own key `FastPath` (none | bpf | auto): the BPF fast path, when the agent flag does not say. */
+  fastPath?: FastPathMode;
 }
 
 export const DEFAULT_VXLAN_PORT = 8472;
@@ -142,7 +145,17 @@ export function validateNetworkConfig(obj: Obj): NetworkConfig {
       `${formatIPv4(subnetMin)} is above SubnetMax ${formatIPv4(subnetMax)}`,
     );
   }
-  return { network, subnetLen, subnetMin, subnetMax, backend: parseBackend(obj) };
+  const [fk, fv] = field(obj, 'FastPath');
+  if (fv !== undefined && fv !== null && !isFastPathMode(fv))
+    throw new ConfigError(fk, `unknown fast path ${JSON.stringify(fv)}`, `use ${FAST_PATH_MODES.join(', ')}`);
+  return {
+    network,
+    subnetLen,
+    subnetMin,
+    subnetMax,
+    backend: parseBackend(obj),
+    ...(isFastPathMode(fv) && { fastPath: fv }),
+  };
 }
 
 function parseBackend(obj: Obj): BackendConfig {
@@ -186,11 +199,13 @@ export function formatNetworkConfig(c: {
   network: string;
   subnetLen?: number;
   backend: { type: BackendType; vni?: number; port?: number; mtu?: number } & Record<string, unknown>;
+  fastPath?: FastPathMode;
 }): string {
   const { type, vni, port, mtu, ...rest } = c.backend;
   return JSON.stringify({
     Network: c.network,
     ...(c.subnetLen !== undefined && { SubnetLen: c.subnetLen }),
+    ...(c.fastPath !== undefined && { FastPath: c.fastPath }),
     Backend: {
       Type: type,
       ...(vni !== undefined && { VNI: vni }),

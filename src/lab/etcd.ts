@@ -22,13 +22,17 @@ export async function etcdctl(etcd: EtcdRef, args: string[]): Promise<string> {
   return r.stdout;
 }
 
-/** Writes Flannel's network config for the spec with this backend (and extra keys of its Backend object). */
+/**
+ * Writes Flannel's network config for the spec with this backend (and extra keys of its Backend
+ * object); weft's FastPath key only when the fast path is on (a lab without it keeps Flannel's keys).
+ */
 export async function putNetworkConfig(
   etcd: EtcdRef,
-  spec: Pick<LabSpec, 'network' | 'subnetLen'>,
+  spec: Pick<LabSpec, 'network' | 'subnetLen'> & Partial<Pick<LabSpec, 'fastPath'>>,
   backend: BackendType,
   options?: Record<string, unknown>,
 ): Promise<void> {
+  const fastPath = spec.fastPath ?? 'none';
   await etcdctl(etcd, [
     'put',
     configKey(DEFAULT_PREFIX),
@@ -36,6 +40,7 @@ export async function putNetworkConfig(
       network: spec.network,
       subnetLen: spec.subnetLen,
       backend: { type: backend, ...options },
+      ...(fastPath !== 'none' && { fastPath }),
     }),
   ]);
 }

@@ -30,7 +30,7 @@ export {
   waitReady,
   AGENT_METRICS_PORT,
 } from './agents.js';
-export { labSwitchBackend } from './backend.js';
+export { labSwitchBackend, type SwitchOptions } from './backend.js';
 export { labEtcd } from './etcd.js';
 export { labAddNode, labRemoveNode } from './nodes.js';
 export { attachPodsTo, cniConfig, labAttachPods, labDetachPod, CNI_PLUGIN } from './pods.js';

@@ -2,10 +2,12 @@ import { readFile } from 'node:fs/promises';
 import { parse as parseYaml } from 'yaml';
 import { BACKEND_TYPES, type BackendType } from '../config/network-config.js';
 import { ConfigError, WeftError } from '../util/errors.js';
+import { FAST_PATH_MODES, isFastPathMode, type FastPathMode } from '../fastpath/mode.js';
 
 /**
  * A lab cluster, declared: the YAML file's keys mirror the flags of `weft lab up`
- * (name, nodes, podsPerNode, underlay, backend, network, subnetLen, mtu, ipMasq, leaseTtl, resync).
+ * (name, nodes, podsPerNode, underlay, backend, network, subnetLen, mtu, ipMasq, leaseTtl, resync,
+ * fastPath).
  */
 export const UNDERLAYS = ['flat', 'routed', 'neutron'] as const;
 export type Underlay = (typeof UNDERLAYS)[number];
@@ -25,6 +27,8 @@ export interface LabSpec {
   leaseTtl: number;
   /** Agents' kernel resync period in seconds. */
   resync: number;
+  /** The network config's FastPath (issue 15): none | bpf | auto. */
+  fastPath: FastPathMode;
 }
 
 export const DEFAULT_SPEC: Omit<LabSpec, 'name'> = {
@@ -38,6 +42,7 @@ export const DEFAULT_SPEC: Omit<LabSpec, 'name'> = {
   ipMasq: true,
   leaseTtl: 86400,
   resync: 10,
+  fastPath: 'none',
 };
 
 const KEYS = ['name', ...Object.keys(DEFAULT_SPEC)];
@@ -77,6 +82,12 @@ export function validateSpec(input: Record<string, unknown>, source = 'lab spec'
       `unknown backend ${JSON.stringify(spec.backend)}`,
       `use ${BACKEND_TYPES.join(', ')}`,
     );
+  if (!isFastPathMode(spec.fastPath))
+    throw new ConfigError(
+      'fastPath',
+      `unknown fast path ${JSON.stringify(spec.fastPath)}`,
+      `use ${FAST_PATH_MODES.join(', ')}`,
+    );
   const bool = (k: string): boolean => {
     const v = spec[k];
     if (typeof v === 'boolean') return v;
@@ -95,6 +106,7 @@ export function validateSpec(input: Record<string, unknown>, source = 'lab spec'
     ipMasq: bool('ipMasq'),
     leaseTtl: int('leaseTtl', 5, 10_000_000),
     resync: int('resync', 1, 3600),
+    fastPath: spec.fastPath,
   };
 }
 

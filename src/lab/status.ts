@@ -10,6 +10,8 @@ export interface LabStatus {
   name: string;
   underlay: string;
   backend: string;
+  /** The network config's FastPath (none when the lab was made without one). */
+  fastPath: string;
   etcd: { netns: string | null; endpoints: string[] };
   nodes: {
     name: string;
@@ -56,6 +58,7 @@ export async function labStatus(name: string): Promise<LabStatus> {
     name: s.name,
     underlay: s.underlay,
     backend: s.backend,
+    fastPath: s.spec.fastPath ?? 'none',
     etcd: { netns: s.etcd.netns, endpoints: s.etcd.endpoints },
     nodes,
     pods: s.pods.map((p) => ({ name: p.name, node: p.node, netns: p.netns, ip: p.ip })),

@@ -242,6 +242,26 @@ interface AgentStatus {
   backend?: string;
   lease?: { subnet: string };
   peers: { subnet: string; publicIP: string; path: string; reason?: string }[];
+  fastPath?: { active: boolean };
+}
+
+/**
+ * The BPF fast path took this direction through the node: the agent has it on, and the probe crossed
+ * the node without the bridge and without leaving by a pod's host veth (bpf_redirect_peer puts it
+ * into the pod's own interface; a redirect to the next device skips the bridge).
+ */
+function fastPathed(
+  s: AgentStatus,
+  hops: TraceResult['hops'],
+  node: { netns: string; hostVeths: Set<string> },
+  dir: string,
+): boolean {
+  const inNode = hops.filter((h) => h.netns === node.netns && h.direction === dir);
+  return (
+    s.fastPath?.active === true &&
+    inNode.length > 0 &&
+    !inNode.some((h) => h.deviceKind === 'bridge' || (node.hostVeths.has(h.device) && h.hook === 'egress'))
+  );
 }
 
 /** The path each agent chose toward the other end (the request's node, then the reply's), from /status. */
@@ -260,7 +280,7 @@ async function dataPaths(
     [targetIp, plan.from.ip],
   ];
   const out: TraceSummary['dataPath'] = [];
-  for (const [a, b] of pairs) {
+  for (const [i, [a, b]] of pairs.entries()) {
     const node = nodeOf(a);
     if (!node) continue;
     try {
@@ -268,13 +288,19 @@ async function dataPaths(
       const ip = parseIPv4(b);
       const own = s.lease ? Cidr.parse(s.lease.subnet) : undefined;
       const peer = s.peers.find((p) => ip !== undefined && Cidr.parse(p.subnet)?.contains(ip));
+      const hostVeths = new Set(state.pods.flatMap((p) => (p.hostVeth ? [p.hostVeth] : [])));
+      const bpf = fastPathed(s, hops, { netns: node.netns, hostVeths }, i === 0 ? 'request' : 'reply');
       if (own && ip !== undefined && own.contains(ip))
-        out.push({ node: node.name, toward: b, path: 'local (the node bridge)' });
+        out.push({
+          node: node.name,
+          toward: b,
+          path: bpf ? 'local (the BPF fast path: veth to veth, no bridge)' : 'local (the node bridge)',
+        });
       else if (peer)
         out.push({
           node: node.name,
           toward: `${b} (${peer.subnet} on ${peer.publicIP})`,
-          path: peer.path,
+          path: bpf ? `${peer.path} (the BPF fast path: no bridge, no netfilter)` : peer.path,
           ...(peer.reason && { reason: peer.reason }),
         });
       else

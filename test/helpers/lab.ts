@@ -56,7 +56,8 @@ export async function allPairsFailures(
 
 /**
  * Sends exactly `bytes` over one TCP connection from namespace `fromNs` to `toIp` in `toNs` (Node on
- * both ends) and returns how many bytes the receiver counted when the sender closed.
+ * both ends) and returns how many bytes the receiver counted when the sender closed. The receiver
+ * listens on `listenPort` (another port than the one dialled: behind a NodePort, say).
  */
 export async function tcpTransfer(
   fromNs: string,
@@ -64,8 +65,9 @@ export async function tcpTransfer(
   toIp: string,
   bytes: number,
   port = 5201,
+  listenPort = port,
 ): Promise<number> {
-  const server = `const n=require('net');let c=0;const s=n.createServer(k=>{k.on('data',d=>c+=d.length);k.on('end',()=>{console.log(c);process.exit(0)})});s.listen(${port},'0.0.0.0',()=>console.error('listening'));setTimeout(()=>process.exit(3),60000)`;
+  const server = `const n=require('net');let c=0;const s=n.createServer(k=>{k.on('data',d=>c+=d.length);k.on('end',()=>{console.log(c);process.exit(0)})});s.listen(${listenPort},'0.0.0.0',()=>console.error('listening'));setTimeout(()=>process.exit(3),60000)`;
   const client = `const n=require('net');const k=n.connect(${port},'${toIp}',()=>{const b=Buffer.alloc(65536,7);let left=${bytes};const w=()=>{while(left>0){const m=Math.min(left,b.length);left-=m;if(!k.write(b.subarray(0,m)))return k.once('drain',w)}k.end()};w()});k.on('error',e=>{console.error(e.message);process.exit(2)})`;
   const srv = inNs(toNs, [process.execPath, '-e', server], { timeoutMs: 70_000 });
   await new Promise((r) => setTimeout(r, 400));
