@@ -93,6 +93,8 @@ export class Agent implements AgentEndpoints {
     if (!this.member?.lease.current) reasons.push('no subnet lease yet');
     if (!this.member?.reconciler.programmed) reasons.push('data path not programmed yet');
     if (!this.etcd?.up) reasons.push(`etcd at ${this.opts.etcdEndpoints.join(',')} is unreachable`);
+    // Ready means reachable: a cloud path counts once its data path has answered (peer-readiness.ts).
+    if (this.member?.reconciler.programmed) reasons.push(...this.member.readinessReasons());
     return { ready: reasons.length === 0, reasons };
   }
 

@@ -3,13 +3,14 @@ import type { NetworkConfig } from '../config/network-config.js';
 import { parseSubnetEnv, writeSubnetEnv } from '../config/subnet-env.js';
 import { podMtu, type Backend, type NodeContext, type Plan } from '../backend/types.js';
 import { getLink } from '../kernel/iproute.js';
+import { pingFrom } from '../kernel/probe.js';
 import { isReservation, vtepOf } from '../store/lease.js';
 import { describeError } from '../util/errors.js';
 import { formatIPv4, type Cidr } from '../util/ipv4.js';
 import type { Logger } from '../util/log.js';
 import { Timers } from '../util/timers.js';
 import type { CloudOptions, CloudRouting } from './cloud.js';
-import { CloudCoordinator, findInCloud, wantsCloud } from './cloud-coordinator.js';
+import { CloudCoordinator, EarlierCloudRelease, findInCloud, wantsCloud } from './cloud-coordinator.js';
 import type { DataPlane } from './dataplane.js';
 import type { EtcdLink } from './etcd-link.js';
 import type { PublicInterface } from './iface.js';
@@ -17,6 +18,7 @@ import { LeaseManager } from './lease-manager.js';
 import type { AgentMetrics } from './metrics.js';
 import { NodeDataPath } from './node-datapath.js';
 import { OwnLease } from './own-lease.js';
+import { PeerReadinessTracker, probeSourceOf } from './peer-readiness.js';
 import { PeerSync } from './peer-sync.js';
 import type { PeerChanges } from './peer-table.js';
 import { Reconciler } from './reconciler.js';
@@ -91,7 +93,20 @@ export async function prepareMember(s: MemberSetup): Promise<ClusterMember> {
         signal: s.signal,
       })
     : undefined;
-  return new ClusterMember(s, datapath, manager, mac, cloud);
+  // A backend that does not route through the cloud: what an earlier `neutron` made for this node goes.
+  const release = cloud
+    ? undefined
+    : new EarlierCloudRelease({
+        options: s.cloud,
+        etcd: s.etcd.registry.client,
+        prefix: s.etcd.registry.prefix,
+        nodeIp: publicIP,
+        mac: (await getLink(s.iface.name))?.address,
+        metrics: s.metrics,
+        log: s.log.child({ part: 'cloud' }),
+        signal: s.signal,
+      });
+  return new ClusterMember(s, datapath, manager, mac, cloud, release);
 }
 
 /**
@@ -104,6 +119,8 @@ export class ClusterMember {
   readonly peers: PeerSync;
   readonly reconciler: Reconciler;
   readonly cloud: CloudCoordinator | undefined;
+  /** Per peer: pending, ready (reachable) or refused; cloud paths are probed. */
+  readonly readiness: PeerReadinessTracker;
   private readonly timers = new Timers();
   private readonly log: Logger;
 
@@ -113,6 +130,8 @@ export class ClusterMember {
     manager: LeaseManager,
     vtepMac: string | undefined,
     routing: CloudRouting | undefined,
+    /** Releases what an earlier cloud-routed backend left in the cloud for this node. */
+    readonly earlierCloud: EarlierCloudRelease | undefined = undefined,
   ) {
     this.log = s.log;
     this.lease = new OwnLease(
@@ -144,7 +163,7 @@ export class ClusterMember {
       {
         desired: () => this.desired(),
         apply: (plan) => this.datapath.apply(plan),
-        afterPass: () => s.readinessChanged(),
+        afterPass: () => this.readiness.update(this.reconciler.peers),
       },
       s.metrics,
       s.log,
@@ -163,6 +182,18 @@ export class ClusterMember {
         s.log.child({ part: 'cloud' }),
         s.signal,
       );
+    this.readiness = new PeerReadinessTracker(
+      { source: () => probeSourceOf(this.lease.current?.subnet), ping: (src, dst) => pingFrom(src, dst) },
+      () => this.cloud !== undefined,
+      s.cloudResyncSeconds,
+      s.log.child({ part: 'readiness' }),
+      () => s.readinessChanged(),
+    );
+  }
+
+  /** Why the node is not ready yet as a member: cloud paths that have not answered yet. */
+  readinessReasons(): string[] {
+    return this.readiness.reasons();
   }
 
   ctx(): NodeContext {
@@ -179,15 +210,19 @@ export class ClusterMember {
     );
     await this.configureForLease();
     const lease = this.lease.current ?? first;
+    this.earlierCloud?.start();
+    this.readiness.start(this.timers);
     await this.peers.resync('start');
     await this.reconciler.now();
+    const pending = this.readiness.list().filter((p) => p.state === 'pending').length;
     this.log.info(
       {
         subnet: lease.subnet.toString(),
         peers: this.peers.table.size,
         podMtu: podMtu(this.ctx(), s.backend),
+        ...(pending > 0 && { pendingPeers: pending }),
       },
-      'ready',
+      pending > 0 ? 'data path programmed; waiting for cloud paths to answer' : 'ready',
     );
     this.lease.startRenewing(this.timers);
     this.timers.every(s.resyncSeconds * 1000, () => this.reconciler.request());
@@ -223,7 +258,10 @@ export class ClusterMember {
   }
 
   private async reacquired(old: Cidr, now: Cidr): Promise<void> {
-    if (!now.equals(old)) this.peers.table.forget(now);
+    if (!now.equals(old)) {
+      this.peers.table.forget(now);
+      this.readiness.clear(); // probes go from the new subnet's .0
+    }
     await this.configureForLease();
     this.reconciler.request();
   }
@@ -270,10 +308,11 @@ export class ClusterMember {
         leaseId: own.leaseId,
         vtepMac: vtepOf(own.attrs)?.mac,
       },
-      peers: this.reconciler.peers.map((p) => ({ ...p, subnet: p.subnet.toString() })),
+      peers: this.readiness.list(),
       corruptLeases: this.peers.table.corruptEntries(),
       lastReconcile: this.reconciler.lastReport,
       cloud: this.cloud?.routing.status(),
+      ...(this.earlierCloud && { earlierCloud: this.earlierCloud.status() }),
     };
   }
 
@@ -289,6 +328,7 @@ export class ClusterMember {
   async leave(): Promise<void> {
     this.timers.clear();
     this.cloud?.stop();
+    await this.earlierCloud?.finish();
     await this.peers.stop();
     await this.cloud?.releaseAll();
     await this.lease.release();

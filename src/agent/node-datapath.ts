@@ -1,6 +1,7 @@
 import type { NetworkConfig } from '../config/network-config.js';
 import { vxlanDeviceName, type Backend, type Plan } from '../backend/types.js';
 import { sysctlRead, sysctlWrite } from '../kernel/iproute.js';
+import { setProbeAddress } from '../kernel/probe.js';
 import { formatIPv4, type Cidr } from '../util/ipv4.js';
 import type { Logger } from '../util/log.js';
 import { randomMac, type ApplyReport, type DataPlane } from './dataplane.js';
@@ -79,6 +80,12 @@ export class NodeDataPath {
     });
     // ARP from the node's own address, not a pod-range one: cloud anti-spoofing checks ARP senders too.
     if (cloudRouted) await sysctlWrite('net.ipv4.conf.all.arp_announce', '2');
+    // Cloud paths are proved by a ping between pod subnets' .0 (peer-readiness.ts): without a VXLAN
+    // device to hold it, this node's .0 lives on the loopback, labelled as weft's.
+    const failed = await setProbeAddress(
+      cloudRouted && !this.backend.usesVxlan ? formatIPv4(subnet.ip) : undefined,
+    );
+    for (const f of failed) this.log.warn(`cannot set the cloud probe address on lo: ${f}`);
   }
 
   /** Brings the kernel to the plan; the overlay port then accepts exactly the plan's tunnel endpoints. */
@@ -97,5 +104,6 @@ export class NodeDataPath {
 export async function releaseDataPath(dp: DataPlane, traffic: TrafficManager): Promise<void> {
   await dp.apply({ routes: [], vteps: [], peers: [] }, undefined).catch(() => undefined);
   await dp.removeVxlanDevices().catch(() => undefined);
+  await setProbeAddress(undefined).catch(() => undefined);
   await traffic.remove().catch(() => undefined);
 }

@@ -63,15 +63,17 @@ export function sameNodePath(node: NodeState, p: PodState, q: PodState, backend:
   return podPath({ id: 'same-node', label, kind: 'same-node', backend }, [node, node], [p, q]);
 }
 
+/** `backend` names the path's id (cross-node/<backend>); `shown` is how tables and results say it. */
 export function crossNodePath(
   a: NodeState,
   b: NodeState,
   p: PodState,
   q: PodState,
   backend: string,
+  shown = backend,
 ): PathPlan {
-  const label = `pod → pod across nodes, ${backend} (${p.name} → ${q.name})`;
-  return podPath({ id: `cross-node/${backend}`, label, kind: 'cross-node', backend }, [a, b], [p, q]);
+  const label = `pod → pod across nodes, ${shown} (${p.name} → ${q.name})`;
+  return podPath({ id: `cross-node/${backend}`, label, kind: 'cross-node', backend: shown }, [a, b], [p, q]);
 }
 
 /** The hand-built paths: its underlay, then pod to pod routed and over VXLAN. */

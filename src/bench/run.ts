@@ -2,7 +2,8 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { agentGet } from '../agent/client.js';
-import { BACKEND_TYPES, type BackendType } from '../config/network-config.js';
+import { neutronDropExplanation } from '../lab/neutron-evidence.js';
+import { BENCH_BACKEND_IDS, benchBackend, runningBackend, type BenchBackend } from './backends.js';
 import {
   labAttachPods,
   labSwitchBackend,
@@ -45,7 +46,8 @@ import {
 
 export interface BenchOptions {
   lab: string;
-  backends?: BackendType[];
+  /** Backend ids (backends.ts: every backend, and variants such as host-gw+pairs). */
+  backends?: string[];
   /** About 1 s per measurement, one repetition: a smoke run, not figures to quote. */
   quick?: boolean;
   seconds?: number;
@@ -61,7 +63,7 @@ const IPERF_PORT = 5201;
 const SOCKPERF_PORT = 11111;
 
 /** What a lab can switch between by default: its underlay decides. */
-export function defaultBackends(s: LabState): BackendType[] {
+export function defaultBackends(s: LabState): string[] {
   return s.neutron ? ['neutron', 'vxlan', 'host-gw'] : ['vxlan', 'host-gw'];
 }
 
@@ -98,25 +100,28 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
   const [pa1, pa2] = s.pods.filter((p) => p.node === a.name) as [PodState, PodState];
   const pb1 = s.pods.find((p) => p.node === b.name)!;
 
-  const backends = o.backends ?? defaultBackends(s);
-  for (const be of backends) {
-    if (!(BACKEND_TYPES as readonly string[]).includes(be))
-      throw new WeftError(`unknown backend "${be}"`, { hint: `use ${BACKEND_TYPES.join(', ')}` });
-    if (be === 'neutron' && !s.neutron)
+  const ids = o.backends ?? defaultBackends(s);
+  const backends: BenchBackend[] = ids.map((id) => {
+    const be = benchBackend(id);
+    if (!be) throw new WeftError(`unknown backend "${id}"`, { hint: `use ${BENCH_BACKEND_IDS.join(', ')}` });
+    const needs = be.type === 'neutron' ? 'neutron' : be.underlay;
+    if (needs && s.underlay !== needs)
       throw new WeftError(
-        `backend neutron needs a lab on the neutron underlay (lab ${s.name} is ${s.underlay})`,
+        `backend ${id} needs a lab on the ${needs} underlay (lab ${s.name} is ${s.underlay})`,
         {
-          hint: `leave it out: --backends ${backends.filter((x) => x !== 'neutron').join(',')}`,
+          hint: `leave it out: --backends ${ids.filter((x) => x !== id).join(',')}`,
         },
       );
-  }
-  const before = s.backend;
+    return be;
+  });
+  const before = runningBackend(s);
   // Start with the backend the lab already runs (one switch fewer), then in the order asked.
-  const order = [...backends.filter((x) => x === before), ...backends.filter((x) => x !== before)];
+  const order = [...backends.filter((x) => x.id === before), ...backends.filter((x) => x.id !== before)];
   // The same-node path is measured where the pod MTU is the underlay's (no encapsulation), if any.
-  const sameNodeUnder = order.find((x) => x !== 'vxlan') ?? order[0]!;
+  const sameNodeUnder = order.find((x) => x.type === 'host-gw' || x.type === 'neutron') ?? order[0]!;
   const firstPhase = o.reference ? 4 : 1; // native (+ the three hand-built paths)
-  const perPhase = (i: number, be: string) => (i === 0 ? firstPhase : 0) + (be === sameNodeUnder ? 1 : 0) + 1;
+  const perPhase = (i: number, be: BenchBackend) =>
+    (i === 0 ? firstPhase : 0) + (be === sameNodeUnder ? 1 : 0) + 1;
   const totalSteps = order.reduce((n, be, i) => n + perPhase(i, be), 0) * repetitions * (STREAMS.length + 1);
   let step = 0;
   const tick = (what: string) => say(`[${++step}/${totalSteps}] ${what}`);
@@ -129,24 +134,25 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
       ref = await buildReference(s.spec.mtu);
     }
     for (const [i, backend] of order.entries()) {
-      if (s.backend !== backend) {
-        say(`switching the lab to ${backend} (agents restart, waiting until ready)`);
-        await labSwitchBackend(s.name, backend);
+      if (runningBackend(s) !== backend.id) {
+        say(`switching the lab to ${backend.label} (agents restart, waiting until reachable)`);
+        await labSwitchBackend(s.name, backend.type, undefined, backend.lab);
         s = await readState(s.name);
       }
       const node = (n: NodeState) => s.nodes.find((x) => x.name === n.name)!;
       const phase: PathPlan[] = [];
       if (i === 0) phase.push(nativePath(node(a), node(b)), ...(ref ? referencePaths(ref) : []));
-      if (backend === sameNodeUnder) phase.push(sameNodePath(node(a), pa1, pa2, backend));
-      phase.push(crossNodePath(node(a), node(b), pa1, pb1, backend));
+      if (backend === sameNodeUnder) phase.push(sameNodePath(node(a), pa1, pa2, backend.label));
+      phase.push(crossNodePath(node(a), node(b), pa1, pb1, backend.id, backend.label));
 
       const live: Samples[] = [];
       for (const plan of phase) {
         const sm: Samples = { plan, hops: [], status: 'ok', tcp: { 1: [], 4: [] }, latency: [] };
         results.push(sm);
-        if (!(await reachable(plan.from, plan.to, plan.kind === 'native' ? 5_000 : 30_000))) {
+        // The lab returns from a switch once its paths answer: what does not answer within seconds will not.
+        if (!(await reachable(plan.from, plan.to, plan.kind === 'native' ? 5_000 : 10_000))) {
           sm.status = 'unreachable';
-          sm.reason = await whyUnreachable(plan);
+          sm.reason = await whyUnreachable(s, plan);
           say(`${plan.label}: unreachable, not measured: ${sm.reason}`);
           step += repetitions * (STREAMS.length + 1);
           continue;
@@ -161,10 +167,11 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
     }
   } finally {
     await ref?.destroy();
-    if ((await readState(s.name).catch(() => s)).backend !== before) {
-      say(`restoring the lab's backend ${before}`);
-      await labSwitchBackend(s.name, before).catch((e: unknown) =>
-        say(`cannot restore backend ${before}: ${describeError(e)}`),
+    if (runningBackend(await readState(s.name).catch(() => s)) !== before) {
+      const b = benchBackend(before)!;
+      say(`restoring the lab's backend ${b.label}`);
+      await labSwitchBackend(s.name, b.type, undefined, b.lab).catch((e: unknown) =>
+        say(`cannot restore backend ${b.label}: ${describeError(e)}`),
       );
     }
   }
@@ -293,8 +300,11 @@ async function ensurePods(
   return readState(s.name);
 }
 
-/** The sending node's agent knows why a peer is unreachable; else say what was tried. */
-async function whyUnreachable(plan: PathPlan): Promise<string> {
+/**
+ * The sending node's agent knows why a peer is unreachable; on Neutron, the ports say why a path the
+ * agent programmed is dropped (port security); else say what was tried.
+ */
+async function whyUnreachable(s: LabState, plan: PathPlan): Promise<string> {
   const fallback = `no reply to ping from ${plan.from.name} (${plan.from.ip}) to ${plan.to.name} (${plan.to.ip})`;
   if (plan.kind !== 'cross-node') return fallback;
   try {
@@ -302,6 +312,9 @@ async function whyUnreachable(plan: PathPlan): Promise<string> {
     const st = JSON.parse(r.body) as { peers?: { publicIP: string; path: string; reason?: string }[] };
     const peer = st.peers?.find((p) => p.publicIP === plan.toNode.publicIP);
     if (peer?.reason) return `${fallback}: the agent on ${plan.fromNode.name} says: ${peer.reason}`;
+    const dropped = s.neutron && (await neutronDropExplanation(s, plan.fromNode, plan.from.ip));
+    if (peer && dropped)
+      return `dropped: the agent on ${plan.fromNode.name} routes it ${peer.path}, and ${dropped}`;
     if (peer) return `${fallback} (the agent on ${plan.fromNode.name} routes it via ${peer.path})`;
   } catch {
     /* the fallback says enough */

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { BACKEND_TYPES, type BackendType } from '../config/network-config.js';
+import { BENCH_BACKEND_IDS } from '../bench/backends.js';
 import { WeftError } from '../util/errors.js';
 import { onlyLab } from './lab-command.js';
 
@@ -11,7 +11,7 @@ export function registerBench(program: Command): void {
     .option('--name <lab>', 'the lab to measure (default: the only lab)')
     .option(
       '--backends <list>',
-      `comma-separated, from ${BACKEND_TYPES.join(', ')} (default: what the underlay allows)`,
+      `comma-separated, from ${BENCH_BACKEND_IDS.join(', ')} (default: what the underlay allows)`,
     )
     .option('--quick', 'about 1 s per measurement and one repetition: a smoke run')
     .option('--reference', 'also measure hand-built paths (plain ip commands, no agent) in the same run')
@@ -54,11 +54,11 @@ export function registerBench(program: Command): void {
       const backends =
         typeof o.backends === 'string'
           ? o.backends.split(',').map((b) => {
-              if (!(BACKEND_TYPES as readonly string[]).includes(b))
+              if (!BENCH_BACKEND_IDS.includes(b))
                 throw new WeftError(`--backends: unknown backend "${b}"`, {
-                  hint: `use ${BACKEND_TYPES.join(', ')}`,
+                  hint: `use ${BENCH_BACKEND_IDS.join(', ')}`,
                 });
-              return b as BackendType;
+              return b;
             })
           : undefined;
       const lab = typeof o.name === 'string' ? o.name : await onlyLab();

@@ -126,11 +126,17 @@ export function registerLab(program: Command): void {
     .description("switch a running lab's backend and wait until the data path is ready")
     .argument('<type>', BACKEND_TYPES.join(' | '))
     .option('--name <name>', 'lab name (default: the only lab)')
-    .action(async (type: string, o: { name?: string }) => {
+    .option(
+      '--address-pairs',
+      "host-gw on a neutron lab: the talk's 2016 fix, an address pair for its pod subnet on every node port (no router routes)",
+    )
+    .action(async (type: string, o: { name?: string; addressPairs?: boolean }) => {
       if (!(BACKEND_TYPES as readonly string[]).includes(type))
         throw new WeftError(`unknown backend "${type}"`, { hint: `use ${BACKEND_TYPES.join(', ')}` });
       const { labSwitchBackend } = await import('../lab/lab.js');
-      await labSwitchBackend(o.name ?? (await onlyLab()), type as BackendType, say);
+      await labSwitchBackend(o.name ?? (await onlyLab()), type as BackendType, say, {
+        addressPairs: o.addressPairs === true,
+      });
     });
   registerLifecycle(lab, say);
 }

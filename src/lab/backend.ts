@@ -1,25 +1,52 @@
 import { join } from 'node:path';
 import type { BackendType } from '../config/network-config.js';
 import { readSubnetEnv } from '../config/subnet-env.js';
+import { WeftError } from '../util/errors.js';
+import { applyAddressPairs, releaseAddressPairs } from './address-pairs.js';
 import { startAgent, waitReady } from './agents.js';
 import { putNetworkConfig } from './etcd.js';
 import { Journal, labDir } from './journal.js';
 import { ipIn, killAll } from './netns.js';
+import { waitReachable } from './reachability.js';
 import { readState, writeState, type LabState } from './state.js';
 import type { Progress } from './underlay.js';
 
+/** What the lab does around the agents when it switches (the agents' backend is the network config's). */
+export interface SwitchOptions {
+  /**
+   * The talk's 2016 fix with host-gw on a neutron lab: the lab gives every node port the address pair
+   * of its pod subnet, no router routes (address-pairs.ts). Removed again at the next switch.
+   */
+  addressPairs?: boolean;
+}
+
 /**
  * Switches a running lab's backend: new network config in etcd, every agent restarted (a clean
- * restart: the new backend removes what the old one owned), then pod interfaces set to the new MTU
- * (what a runtime would get from re-attaching them).
+ * restart: the new backend removes what the old one owned, in the kernel and in the cloud), pod
+ * interfaces set to the new MTU (what a runtime would get from re-attaching them); pods are not
+ * restarted. Returns when every agent is ready and every peer path it can carry is reachable (for a
+ * cloud path: its data path answered), and no cloud object of the old backend is left.
  */
 export async function labSwitchBackend(
   name: string,
   backend: BackendType,
   progress: Progress = () => undefined,
+  opts: SwitchOptions = {},
 ): Promise<LabState> {
   const s = await readState(name);
+  if (opts.addressPairs && backend !== 'host-gw')
+    throw new WeftError(`address pairs (the 2016 fix) are for host-gw, not ${backend}`, {
+      hint: `weft lab backend host-gw --address-pairs --name ${name}`,
+    });
+  if (opts.addressPairs && !s.neutron)
+    throw new WeftError(`address pairs need a lab on the neutron underlay (lab ${name} is ${s.underlay})`, {
+      hint: 'weft lab up --underlay neutron',
+    });
   const t0 = performance.now();
+  if (s.addressPairs) {
+    await releaseAddressPairs(s, progress);
+    await writeState(s);
+  }
   await putNetworkConfig(s.etcd, s.spec, backend);
   await killAll(s.nodes.map((n) => n.agentPid).filter(Boolean), 10_000);
   const j = new Journal(labDir(name));
@@ -36,6 +63,22 @@ export async function labSwitchBackend(
         await ipIn(n.netns, [`link set ${p.hostVeth} mtu ${env.mtu}`], `cannot set the MTU of ${p.hostVeth}`);
     }
   }
-  progress(`backend switched to ${backend} in ${Math.round(performance.now() - t0) / 1000} s`);
+  const reach = await waitReachable(s, progress);
+  if (reach.leftInCloud.length)
+    throw new WeftError(
+      `switched to ${backend}, but cloud objects of the earlier backend are left: ${reach.leftInCloud.map((l) => `${l.node}: ${l.reason}`).join('; ')}`,
+      { hint: `see the agents' logs in ${labDir(name)}/nodes/*/agent.log` },
+    );
+  if (opts.addressPairs) {
+    await applyAddressPairs(s, progress);
+    await writeState(s);
+  }
+  progress(
+    `backend switched to ${backend}${opts.addressPairs ? ' with address pairs' : ''} in ${Math.round(performance.now() - t0) / 1000} s`,
+  );
   return s;
 }
+
+/** The backend a lab runs, as bench and demo name it: "host-gw+pairs" with the 2016 fix in place. */
+export const runningVariant = (s: Pick<LabState, 'backend' | 'addressPairs'>): string =>
+  s.addressPairs ? `${s.backend}+pairs` : s.backend;

@@ -41,6 +41,11 @@ export interface LabState {
   switchNetns: string;
   /** The Neutron resources of a neutron underlay. */
   neutron?: NeutronLab;
+  /**
+   * The talk's 2016 fix is in place: the lab (as Magnum's Heat templates did) gave every node port the
+   * address pairs of its pod subnet, no router routes (address-pairs.ts); removed at the next switch.
+   */
+  addressPairs?: boolean;
   nodes: NodeState[];
   pods: PodState[];
   /** Seconds `lab up` took, by phase. */
