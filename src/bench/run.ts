@@ -322,7 +322,8 @@ async function whyUnreachable(s: LabState, plan: PathPlan): Promise<string> {
   return fallback;
 }
 
-async function weftVersion(): Promise<string> {
+/** weft's version, from package.json. */
+export async function weftVersion(): Promise<string> {
   const pkg = fileURLToPath(new URL('../../../package.json', import.meta.url));
   try {
     return (JSON.parse(await readFile(pkg, 'utf8')) as { version: string }).version;

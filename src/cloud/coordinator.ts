@@ -368,14 +368,14 @@ export class CloudRoutesCoordinator {
   }
 
   /** Removes what a departed node owned; false when no provider can reach the cloud yet (retried). */
-  async #reap(node: string, hasRecords: boolean): Promise<boolean> {
+  async #reap(node: string, hasRecords: boolean, fallback?: NeutronRouteProvider): Promise<boolean> {
     const e = this.#nodes.get(node);
     if (!hasRecords) {
       this.#nodes.delete(node);
       return true;
     }
     // Its own provider if it was ever initialised; else any node's (records say which router and port).
-    const p = e?.provider ?? [...this.#nodes.values()].find((x) => x.provider)?.provider;
+    const p = e?.provider ?? [...this.#nodes.values()].find((x) => x.provider)?.provider ?? fallback;
     if (!p) {
       if (!this.#pendingReaps.includes(node))
         this.#log.warn(
@@ -422,8 +422,10 @@ export class CloudRoutesCoordinator {
     }
     const released: string[] = [];
     const pending: string[] = [];
+    // Reaping a node forgets its provider: the others are reaped through the one found here.
+    const any = [...this.#nodes.values()].find((x) => x.provider)?.provider;
     for (const node of (await recordedOwners(this.#o.store, this.#o.cluster)).keys())
-      ((await this.#reap(node, true)) ? released : pending).push(node);
+      ((await this.#reap(node, true, any)) ? released : pending).push(node);
     this.#pendingReaps = pending;
     return { released, pending };
   }
