@@ -62,6 +62,7 @@ export class PeerReadinessTracker {
     private readonly verifySeconds: number,
     private readonly log: Logger,
     private readonly changed: () => void,
+    private readonly pendingLimitMs = PENDING_LIMIT_MS,
   ) {}
 
   /** After a reconcile pass: the peers as planned now. */
@@ -106,7 +107,7 @@ export class PeerReadinessTracker {
     let inFlight = [...this.peers.values()].filter((t) => t.inFlight).length;
     for (const t of this.peers.values()) {
       // A waiting peer that never got going counts as refused, so that readiness stops waiting for it.
-      if (t.state === 'pending' && !t.probed && now - t.since > PENDING_LIMIT_MS) this.stuck(t, now);
+      if (t.state === 'pending' && !t.probed && now - t.since > this.pendingLimitMs) this.stuck(t, now);
       if (!t.probed || t.inFlight || now < t.nextProbe || inFlight >= MAX_IN_FLIGHT) continue;
       const source = this.target.source();
       if (!source) continue;
@@ -145,14 +146,14 @@ export class PeerReadinessTracker {
       this.log.warn({ peer: t.plan.subnet.toString() }, `peer stopped answering: ${why}`);
       this.set(t, 'pending', `stopped answering: ${why}`, now);
     } else if (t.state === 'pending') {
-      if (now - t.since > PENDING_LIMIT_MS) this.stuck(t, now, why);
+      if (now - t.since > this.pendingLimitMs) this.stuck(t, now, why);
       else t.reason = `cloud path programmed, waiting for the data path: ${why} yet`;
     }
     t.nextProbe = now + (t.state === 'refused' ? STUCK_PROBE_EVERY_MS : PROBE_EVERY_MS);
   }
 
   private stuck(t: Tracked, now: number, why = t.reason ?? 'no progress'): void {
-    const line = `pending for ${PENDING_LIMIT_MS / 1000} s: ${why}`;
+    const line = `pending for ${this.pendingLimitMs / 1000} s: ${why}`;
     this.log.error({ peer: t.plan.subnet.toString() }, `peer not reachable: ${line}`);
     this.set(t, 'refused', line, now);
   }

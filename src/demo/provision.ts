@@ -41,6 +41,10 @@ export async function provision(
     { ...conv.spec, name: ctx.lab, underlay: ctx.underlay, podsPerNode: 2 },
     template,
   );
+  if (spec.underlay === 'neutron')
+    ctx.progress(
+      'starting real Neutron: MariaDB, RabbitMQ, neutron-server, a linuxbridge agent per hypervisor, the L3 agent (about a minute)',
+    );
   const state = await labUp(spec, ctx.progress);
   const pairs = await podPairs(state);
   const nodes = await Promise.all(

@@ -2,7 +2,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { weftVersion } from '../bench/run.js';
-import { labDown, readState, type LabState } from '../lab/lab.js';
+import { labDown, listLabs, readState, type LabState } from '../lab/lab.js';
 import { describeError, WeftError } from '../util/errors.js';
 import { checkClaims } from './claims.js';
 import type { DemoContext } from './context.js';
@@ -187,7 +187,8 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
       });
   } finally {
     if (o.keep) write(`\n   lab kept: weft lab status --name ${o.name}; weft lab down --name ${o.name}`);
-    else if (s || (await readState(o.name).catch(() => undefined)))
+    // Whatever lab up made, also when it failed half-way (the lab's directory and journal exist).
+    else if ((await listLabs()).includes(o.name))
       await labDown(o.name, (m) => write(`\n   ${m}`)).catch((e: unknown) =>
         write(`   lab down: ${describeError(e)}`),
       );

@@ -1,3 +1,4 @@
+// weft-test: exclusive neutron-dataplane (its hypervisor namespaces exist once per machine)
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
@@ -6,7 +7,7 @@ import { readState, type LabState } from '../../src/lab/lab.js';
 import { NEUTRON_URL } from '../../src/lab/neutron-underlay.js';
 import { run } from '../../src/util/exec.js';
 import { etcdctl, inNs, pings, upLab } from '../helpers/lab.js';
-import { waitForNeutronFixture } from './fixture-turn.js';
+import { inNeutronTurn } from './fixture-turn.js';
 
 const WEFT = fileURLToPath(new URL('../../src/cli/weft.js', import.meta.url));
 const weft = (args: string[]) =>
@@ -57,13 +58,9 @@ test(
   'Neutron: ready means reachable; switching away from neutron releases its pairs and routes',
   { timeout: 1_500_000 },
   async (t) => {
-    await waitForNeutronFixture();
-    const { state, down } = await upLab({
-      nodes: 3,
-      podsPerNode: 1,
-      underlay: 'neutron',
-      backend: 'neutron',
-    });
+    const { state, down } = await inNeutronTurn(() =>
+      upLab({ nodes: 3, podsPerNode: 1, underlay: 'neutron', backend: 'neutron' }),
+    );
     t.after(down);
     const name = state.name;
     const pod = (n: string) => state.pods.find((p) => p.node === n)!;
