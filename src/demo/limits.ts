@@ -40,8 +40,9 @@ export async function limits(
       : 'switching to host-gw',
   );
   s = await labSwitchBackend(s.name, 'host-gw', ctx.progress);
-  out.push(s.neutron ? await portSecurityLimit(ctx, s, a, b) : notApplicable('port-security', 'host-gw'));
-  out.push(c ? await crossSubnetLimit(s, a, c) : notApplicable('cross-subnet', 'host-gw'));
+  const e = limitEnds(s); // the nodes as the switched lab has them (new agent pids)
+  out.push(s.neutron ? await portSecurityLimit(ctx, s, e.a, e.b) : notApplicable('port-security', 'host-gw'));
+  out.push(e.c ? await crossSubnetLimit(s, e.a, e.c) : notApplicable('cross-subnet', 'host-gw'));
   for (const l of out) {
     ctx.say(`   [${l.status}] ${l.claim}`);
     ctx.say(`      ${l.finding}`);

@@ -7,6 +7,7 @@ import { startAgent, waitReady } from './agents.js';
 import { putNetworkConfig } from './etcd.js';
 import { Journal, labDir } from './journal.js';
 import { ipIn, killAll } from './netns.js';
+import { waitNeutronApplied } from './neutron-evidence.js';
 import { waitReachable } from './reachability.js';
 import { readState, writeState, type LabState } from './state.js';
 import type { Progress } from './underlay.js';
@@ -72,6 +73,11 @@ export async function labSwitchBackend(
   if (opts.addressPairs) {
     await applyAddressPairs(s, progress);
     await writeState(s);
+  }
+  // What was removed (the old backend's pairs and routes) must be gone from the data plane too.
+  if (s.neutron) {
+    const after = await waitNeutronApplied(s);
+    if (after > 0) progress(`Neutron's data plane follows its API (${after} s)`);
   }
   progress(
     `backend switched to ${backend}${opts.addressPairs ? ' with address pairs' : ''} in ${Math.round(performance.now() - t0) / 1000} s`,

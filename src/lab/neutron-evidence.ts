@@ -1,5 +1,7 @@
+import { ipJsonIn, type RouteEntry } from '../kernel/iproute.js';
 import { NeutronClient } from '../openstack/neutron.js';
 import type { Port } from '../openstack/types.js';
+import { WeftError } from '../util/errors.js';
 import { Cidr, parseIPv4 } from '../util/ipv4.js';
 import { execIn } from './netns.js';
 import { NEUTRON_URL, neutronNodePlan } from './neutron-underlay.js';
@@ -75,7 +77,8 @@ export async function neutronDropExplanation(
 
 /** The hypervisor namespace a lab node's port is bound to (the fixture's nhost1/nhost2). */
 export function hypervisorOf(s: LabState, node: NodeState): string {
-  return neutronNodePlan(s.name, s.nodes.indexOf(node)).hypervisor;
+  const i = s.nodes.findIndex((n) => n.name === node.name);
+  return neutronNodePlan(s.name, i < 0 ? 0 : i).hypervisor;
 }
 
 /**
@@ -92,4 +95,76 @@ export async function spoofDrops(s: LabState, node: NodeState): Promise<number> 
   );
   const drop = r.stdout.split('\n').find((l) => /\bDROP\b/.test(l));
   return Number(drop?.trim().split(/\s+/)[0] ?? NaN);
+}
+
+const normCidr = (c: string): string => Cidr.parse(c.includes('/') ? c : `${c}/32`)?.toString() ?? c;
+const sameSet = (a: string[], b: string[]) => a.length === b.length && a.every((x) => b.includes(x));
+
+/**
+ * Where Neutron's data plane still differs from its API for the lab's nodes: the sources each port's
+ * anti-spoofing chain lets through (the linuxbridge agent's iptables in the port's hypervisor) against
+ * the port's address pairs, and the pod-network routes in the router's namespace against the router's
+ * routes. Neutron's agents apply an API change when they next poll, 0.3–1.2 s later (sometimes more).
+ */
+export async function neutronDataPlaneLag(s: LabState): Promise<string[]> {
+  const v = await neutronView(s);
+  const diffs: string[] = [];
+  for (const node of s.nodes) {
+    const p = v.ports.find((x) => x.node === node.name)!;
+    if (!p.portSecurity) continue;
+    const r = await execIn(
+      hypervisorOf(s, node),
+      ['iptables', '-S', `neutron-linuxbri-s${p.portId.slice(0, 10)}`],
+      {
+        allowFailure: true,
+      },
+    );
+    if (r.code !== 0) {
+      diffs.push(`${node.name}: no anti-spoofing chain for port ${p.portId} yet`);
+      continue;
+    }
+    const allowed = [...r.stdout.matchAll(/ -s (\S+) /g)]
+      .map((m) => normCidr(m[1]!))
+      .filter((c) => c !== `${p.fixedIp}/32`);
+    const want = p.pairs.map(normCidr);
+    if (!sameSet([...new Set(allowed)], [...new Set(want)]))
+      diffs.push(
+        `${node.name}'s port lets ${allowed.join(', ') || 'no pod range'} through, its pairs say ${want.join(', ') || 'none'}`,
+      );
+  }
+  const network = Cidr.parse(s.spec.network);
+  const inPods = (dst: string) => {
+    const c = Cidr.parse(dst);
+    return !!c && !!network && network.containsCidr(c);
+  };
+  const routes = await ipJsonIn<RouteEntry>(`qrouter-${v.routerId}`, ['route', 'show']).catch(() => []);
+  const have = routes
+    .filter((r) => r.gateway && inPods(r.dst))
+    .map((r) => `${normCidr(r.dst)} via ${r.gateway}`);
+  const want = v.routes
+    .filter((r) => inPods(r.destination))
+    .map((r) => `${normCidr(r.destination)} via ${r.nexthop}`);
+  if (!sameSet(have, want))
+    diffs.push(
+      `the router routes ${have.join(', ') || 'no pod subnet'}, its API says ${want.join(', ') || 'none'}`,
+    );
+  return diffs;
+}
+
+/** Waits until Neutron's data plane does what its API says for the lab (at most `timeoutMs`). */
+export async function waitNeutronApplied(s: LabState, timeoutMs = 30_000): Promise<number> {
+  const t0 = performance.now();
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const diffs = await neutronDataPlaneLag(s);
+    if (diffs.length === 0) return Math.round(performance.now() - t0) / 1000;
+    if (Date.now() > deadline)
+      throw new WeftError(
+        `Neutron's data plane does not follow its API after ${timeoutMs / 1000} s: ${diffs.join('; ')}`,
+        {
+          hint: `see the agents' logs in ${s.neutron!.dir}/log`,
+        },
+      );
+    await new Promise((r) => setTimeout(r, 300));
+  }
 }
