@@ -35,8 +35,9 @@ trap release_services EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-PKGS=(etcd-server etcd-client iproute2 nftables iperf3 sockperf ethtool tcpdump containernetworking-plugins gcc libc6-dev
-      util-linux procps psmisc iputils-ping curl ca-certificates chromium openssl systemd python3)
+PKGS=(etcd-server etcd-client iproute2 nftables iptables iperf3 sockperf ethtool tcpdump containernetworking-plugins gcc libc6-dev
+      util-linux procps psmisc iputils-ping curl ca-certificates chromium openssl systemd python3
+      clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev libnftables-dev)  # the last line: BPF (weft trace)
 # shellcheck disable=SC2206 # a space-separated list by design
 PKGS+=(${WEFT_EXTRA_PACKAGES:-})
 missing=()

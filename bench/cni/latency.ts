@@ -1,18 +1,24 @@
 /**
  * weft-cni latency benchmark (not a test): ADD and DEL latency (median, p95) over 100 sequential pods
- * and the throughput of 20 pods attached in parallel, for weft-cni run as a Node process per call, for
+ * and the throughput of 20 pods attached in parallel (the median of --rounds rounds, the
+ * implementations taking turns), for weft-cni run as a Node process per call, for
  * its fast path (the native shim forwarding to a resident `weft cni-server`, as the agent serves it) and
  * for Debian's reference `bridge` + `host-local` plugins, all in the same run, each plugin running in its own node netns exactly as a runtime
  * would run it (`ip netns exec NODE plugin`). Then a breakdown of where weft-cni's time goes.
  *
- *   node dist/bench/cni/latency.js [--pods 100] [--parallel 20]
+ *   node dist/bench/cni/latency.js [--pods 100] [--parallel 20] [--rounds 5]
+ *
+ * WEFT_NETLINK=0 in the environment makes the fast path's server change the kernel through iproute2
+ * processes instead of netlink (the Node-per-call plugin is run with a clean environment: netlink).
  *
  * Everything lives in network namespaces named wcni-<random>-…, removed at the end (also on failure).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
-import { run } from '../../src/util/exec.js';
+import { runTool } from '../../src/kernel/exec.js';
+import { kernelOps } from '../../src/kernel/kernel.js';
+import { addNetns, deleteNetns, execIn, spawnIn } from '../../src/kernel/netns.js';
 import { writeSubnetEnv } from '../../src/config/subnet-env.js';
 import { Cidr, parseIPv4 } from '../../src/util/ipv4.js';
 import { execCni, type CniCommand } from '../../src/cni/invoke.js';
@@ -28,6 +34,7 @@ function arg(name: string, dflt: number): number {
 }
 const PODS = arg('pods', 100);
 const PAR = arg('parallel', 20);
+const ROUNDS = arg('rounds', 5);
 
 interface Impl {
   label: string;
@@ -45,7 +52,7 @@ const servers: ChildProcess[] = [];
 
 /** `weft cni-server` in the node's namespace (what the agent runs); resolves once it serves. */
 async function startServer(node: string): Promise<void> {
-  const child = spawn('ip', ['netns', 'exec', node, process.execPath, WEFT, 'cni-server'], {
+  const child = spawnIn(node, [process.execPath, WEFT, 'cni-server'], {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   servers.push(child);
@@ -59,17 +66,12 @@ async function startServer(node: string): Promise<void> {
 
 async function netnsAdd(names: string[]): Promise<void> {
   allNs.push(...names);
-  await run('ip', ['-batch', '-'], { input: names.map((n) => `netns add ${n}`).join('\n') + '\n' });
+  await addNetns(names);
 }
 
 async function cleanup(): Promise<void> {
   for (const c of servers) c.kill('SIGTERM');
-  if (allNs.length > 0) {
-    await run('ip', ['-force', '-batch', '-'], {
-      input: allNs.map((n) => `netns del ${n}`).join('\n') + '\n',
-      allowFailure: true,
-    });
-  }
+  if (allNs.length > 0) await deleteNetns(allNs);
   for (const d of dirs) await rm(d, { recursive: true, force: true });
 }
 
@@ -107,11 +109,11 @@ function p95(xs: number[]): number {
   return s[Math.min(s.length - 1, Math.ceil(0.95 * s.length) - 1)]!;
 }
 
-async function timeCmd(file: string, args: string[], n: number): Promise<number> {
+async function timeIt(fn: () => Promise<unknown>, n: number): Promise<number> {
   const xs: number[] = [];
   for (let i = 0; i < n; i++) {
     const t0 = process.hrtime.bigint();
-    await run(file, args, { allowFailure: true });
+    await fn();
     xs.push(Number(process.hrtime.bigint() - t0) / 1e6);
   }
   return median(xs);
@@ -193,17 +195,20 @@ async function main(): Promise<void> {
   for (let i = 0; i < PODS; i++)
     for (const im of impls) seq.get(im)!.del.push(await timed(im, 'DEL', im.pods[i]!));
 
-  // Parallel throughput.
-  const par = new Map<Impl, { add: number; del: number }>();
-  for (const im of impls) {
-    let t0 = process.hrtime.bigint();
-    await Promise.all(im.parPods.map((p) => timed(im, 'ADD', p)));
-    const add = Number(process.hrtime.bigint() - t0) / 1e6;
-    t0 = process.hrtime.bigint();
-    await Promise.all(im.parPods.map((p) => timed(im, 'DEL', p)));
-    const del = Number(process.hrtime.bigint() - t0) / 1e6;
-    par.set(im, { add, del });
-  }
+  // Parallel throughput: rounds in which the implementations take turns; the median round counts.
+  const rounds = new Map(impls.map((im) => [im, { add: [] as number[], del: [] as number[] }]));
+  for (let r = 0; r < ROUNDS; r++)
+    for (const im of impls) {
+      let t0 = process.hrtime.bigint();
+      await Promise.all(im.parPods.map((p) => timed(im, 'ADD', p)));
+      rounds.get(im)!.add.push(Number(process.hrtime.bigint() - t0) / 1e6);
+      t0 = process.hrtime.bigint();
+      await Promise.all(im.parPods.map((p) => timed(im, 'DEL', p)));
+      rounds.get(im)!.del.push(Number(process.hrtime.bigint() - t0) / 1e6);
+    }
+  const par = new Map(
+    impls.map((im) => [im, { add: median(rounds.get(im)!.add), del: median(rounds.get(im)!.del) }]),
+  );
 
   const f = (x: number) => x.toFixed(1);
   const figures: [string, (im: Impl) => number, boolean][] = [
@@ -215,7 +220,7 @@ async function main(): Promise<void> {
     [`DEL ${PAR} parallel (pods/s)`, (im) => (PAR * 1000) / par.get(im)!.del, true],
   ];
   console.log(
-    `\nweft-cni vs Debian bridge+host-local (containernetworking-plugins), ${PODS} sequential pods, ${PAR} parallel`,
+    `\nweft-cni vs Debian bridge+host-local (containernetworking-plugins), ${PODS} sequential pods, ${PAR} parallel (median of ${ROUNDS} rounds); server's kernel access: ${process.env.WEFT_NETLINK === '0' ? 'iproute2' : kernelOps().name}`,
   );
   const mine = [weft, fast];
   console.log(
@@ -244,8 +249,8 @@ async function main(): Promise<void> {
   };
   const nodeFloor = await harness(nullPlugin, 'VERSION', 20);
   const version = await harness(PLUGIN, 'VERSION', 20);
-  const netnsExec = await timeCmd('ip', ['netns', 'exec', weft.node, 'true'], 20);
-  const ipSpawn = await timeCmd('ip', ['-n', weft.node, 'link', 'show', 'lo'], 20);
+  const netnsExec = await timeIt(() => execIn(weft.node, ['true'], { allowFailure: true }), 20);
+  const ipSpawn = await timeIt(() => runTool('ip', ['link', 'show', 'lo'], { netns: weft.node }), 20);
   const phases = new Map<string, number[]>();
   const [tp] = mk('t', 1);
   await netnsAdd([tp!]);
@@ -264,7 +269,7 @@ async function main(): Promise<void> {
     for (const line of out.stderr.split('\n')) {
       const m = /^weft-cni trace (.*) ([\d.]+)$/.exec(line);
       if (!m) continue;
-      const label = m[1]!.startsWith('nsenter') ? 'pod batch (nsenter ip -batch)' : m[1]!;
+      const label = m[1]!;
       const t = Number(m[2]);
       const key =
         label === 'loaded' ? 'Node start-up + module load (performance.now() at first line)' : label;
@@ -293,9 +298,9 @@ async function main(): Promise<void> {
   );
   console.log(`| one \`ip\` process (\`ip -n NODE link show lo\`) | ${f(ipSpawn)} |`);
   const names: Record<string, string> = {
-    'ip -json': 'bridge query (ip -json -d addr show; skipped when bridge-state matches)',
-    'ip -batch': 'host batch: ip -batch (veth pair, master, up)',
-    'ip -n': 'pod batch: ip -n POD -batch (address, up, routes)',
+    'bridge query': 'bridge query (ip -j -d addr show; skipped when bridge-state matches)',
+    'host ops': "node's namespace: veth pair, master, up (netlink, or one ip -batch)",
+    'pod ops': "pod's namespace: address, up, routes (netlink, or one ip -n POD -batch)",
     'plugin loaded': 'loading the verbs (plugin.js, lazily): what the resident server has loaded already',
     allocated: 'subnet.env + bridge-state + lock + allocation record',
     done: 'result + sysctl',

@@ -11,7 +11,7 @@
  * reply from each other node's pod (pings every 50 ms, so a figure is late by at most that).
  */
 import { labAddNode, readState, type PodState } from '../../src/lab/lab.js';
-import { run } from '../../src/util/exec.js';
+import { execIn } from '../../src/kernel/netns.js';
 import { median } from '../../src/bench/stats.js';
 
 function arg(name: string, dflt: string): string {
@@ -27,11 +27,10 @@ if (!LAB) {
 
 /** Seconds from `t0` until `from` first gets a reply from `to` (or Infinity after 60 s). */
 async function firstReply(from: PodState, to: PodState, t0: number): Promise<number> {
-  const r = await run(
-    'ip',
-    ['netns', 'exec', from.netns, 'ping', '-c', '1', '-i', '0.05', '-W', '1', '-w', '60', '-q', to.ip],
-    { allowFailure: true, timeoutMs: 65_000 },
-  );
+  const r = await execIn(from.netns, ['ping', '-c', '1', '-i', '0.05', '-W', '1', '-w', '60', '-q', to.ip], {
+    allowFailure: true,
+    timeoutMs: 65_000,
+  });
   return r.code === 0 ? (performance.now() - t0) / 1000 : Infinity;
 }
 

@@ -45,6 +45,10 @@ export interface AgentOptions {
   cloud?: CloudOptions;
   /** Period of the cloud re-check (pairs and routes repaired if they drifted). */
   cloudResyncSeconds?: number;
+  /** Adopt Flannel's data path on this node instead of refusing to start (docs/migrating-from-flannel.md). */
+  takeOverFlannel?: boolean;
+  /** A stop leaves the nftables table too, so that the node keeps forwarding (rollback to Flannel). */
+  keepDataPath?: boolean;
   /** Called after the node left the cluster (POST /leave); the CLI exits the process. */
   onLeft?: () => void;
   log: Logger;
@@ -93,8 +97,7 @@ export class Agent implements AgentEndpoints {
     if (!this.member?.lease.current) reasons.push('no subnet lease yet');
     if (!this.member?.reconciler.programmed) reasons.push('data path not programmed yet');
     if (!this.etcd?.up) reasons.push(`etcd at ${this.opts.etcdEndpoints.join(',')} is unreachable`);
-    // Ready means reachable: a cloud path counts once its data path has answered (peer-readiness.ts).
-    if (this.member?.reconciler.programmed) reasons.push(...this.member.readinessReasons());
+    reasons.push(...(this.member?.dataPathReadiness() ?? []));
     return { ready: reasons.length === 0, reasons };
   }
 
@@ -167,6 +170,7 @@ export class Agent implements AgentEndpoints {
       ...this.facts,
       subnetFile: o.subnetFile,
       ipMasq: o.ipMasq,
+      takeOverFlannel: o.takeOverFlannel === true,
       lease: { ttlSeconds: o.leaseTtlSeconds, renewMarginSeconds: o.renewMarginSeconds },
       resyncSeconds: o.resyncSeconds,
       cloud: o.cloud,
@@ -188,7 +192,7 @@ export class Agent implements AgentEndpoints {
     this.stopper.abort();
     this.timers.clear();
     await this.member?.leave();
-    await releaseDataPath(this.dp, this.traffic);
+    await releaseDataPath(this.dp, this.traffic, this.log.child({ part: 'dataplane' }));
     setTimeout(() => this.opts.onLeft?.(), 100);
   }
 
@@ -196,10 +200,14 @@ export class Agent implements AgentEndpoints {
     this.stopper.abort();
     this.timers.clear();
     await this.member?.stop();
-    await this.traffic.remove().catch(() => undefined);
+    if (!this.opts.keepDataPath) await this.traffic.remove().catch(() => undefined);
     await this.cniServer?.close().catch(() => undefined);
     this.listeners?.close();
     await this.etcd?.registry.close().catch(() => undefined);
-    this.log.info('stopped (lease and data path left in place for the next start)');
+    this.log.info(
+      this.opts.keepDataPath
+        ? 'stopped (lease, data path and nftables rules left in place)'
+        : 'stopped (lease and data path left in place for the next start)',
+    );
   }
 }

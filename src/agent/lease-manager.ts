@@ -48,6 +48,17 @@ export class LeaseManager {
     return Math.max(1, this.timing.ttlSeconds - margin);
   }
 
+  /**
+   * Seconds until the first renewal of a lease that has `ttlLeft` seconds to live: the same margin
+   * before its expiry as every later renewal keeps, never later than a full period. A lease reused on
+   * a restart (or kept from Flannel) may be late in its TTL; unknown or expired: at once.
+   */
+  firstRenewalInSeconds(ttlLeft: number | undefined): number {
+    const every = this.renewEverySeconds();
+    if (ttlLeft === undefined || ttlLeft <= 0) return 0;
+    return Math.min(every, Math.max(0, ttlLeft - (this.timing.ttlSeconds - every)));
+  }
+
   /** The VTEP MAC this node published before (for a restart that must keep peers' entries valid). */
   async previousAttrs(publicIP: string): Promise<LeaseAttrs | undefined> {
     const { leases } = await this.registry.list();

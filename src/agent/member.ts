@@ -3,7 +3,6 @@ import type { NetworkConfig } from '../config/network-config.js';
 import { parseSubnetEnv, writeSubnetEnv } from '../config/subnet-env.js';
 import { podMtu, type Backend, type NodeContext, type Plan } from '../backend/types.js';
 import { getLink } from '../kernel/iproute.js';
-import { pingFrom } from '../kernel/probe.js';
 import { isReservation, vtepOf } from '../store/lease.js';
 import { describeError } from '../util/errors.js';
 import { formatIPv4, type Cidr } from '../util/ipv4.js';
@@ -18,6 +17,7 @@ import { LeaseManager } from './lease-manager.js';
 import type { AgentMetrics } from './metrics.js';
 import { NodeDataPath } from './node-datapath.js';
 import { OwnLease } from './own-lease.js';
+import { probePath } from './path-probe.js';
 import { PeerReadinessTracker, probeSourceOf } from './peer-readiness.js';
 import { PeerSync } from './peer-sync.js';
 import type { PeerChanges } from './peer-table.js';
@@ -34,6 +34,8 @@ export interface NodeFacts {
 export interface MemberSetup extends NodeFacts {
   subnetFile: string;
   ipMasq: boolean;
+  /** Adopt Flannel's data path if flanneld left one on this node (else such a start is refused). */
+  takeOverFlannel: boolean;
   lease: { ttlSeconds: number; renewMarginSeconds: number };
   resyncSeconds: number;
   cloud: CloudOptions | undefined;
@@ -63,16 +65,23 @@ export function nodeContext(f: NodeFacts, cloud?: CloudRouting): NodeContext {
  * left, the VTEP MAC chosen, the node found in the cloud when the backend routes through one.
  */
 export async function prepareMember(s: MemberSetup): Promise<ClusterMember> {
-  const datapath = new NodeDataPath(
-    s.dp,
-    s.traffic,
-    s.backend,
-    s.config,
-    s.iface,
-    s.ipMasq,
-    s.log.child({ part: 'dataplane' }),
-  );
+  const datapath = new NodeDataPath({
+    dp: s.dp,
+    traffic: s.traffic,
+    backend: s.backend,
+    config: s.config,
+    iface: s.iface,
+    ipMasq: s.ipMasq,
+    subnetFile: s.subnetFile,
+    registry: s.metrics.registry,
+    log: s.log.child({ part: 'dataplane' }),
+  });
   const manager = new LeaseManager(s.etcd.registry, s.config, s.lease, s.log.child({ part: 'lease' }));
+  await datapath.adoptLeftovers({
+    takeOverFlannel: s.takeOverFlannel,
+    subnetFile: s.subnetFile,
+    leases: () => s.etcd.retry('list the subnet leases', async () => (await s.etcd.registry.list()).leases),
+  });
   await datapath.removeOtherBackends();
   const publicIP = formatIPv4(s.iface.ip);
   let mac: string | undefined;
@@ -183,17 +192,11 @@ export class ClusterMember {
         s.signal,
       );
     this.readiness = new PeerReadinessTracker(
-      { source: () => probeSourceOf(this.lease.current?.subnet), ping: (src, dst) => pingFrom(src, dst) },
+      { source: () => probeSourceOf(this.lease.current?.subnet), probe: (src, dst) => probePath(src, dst) },
       () => this.cloud !== undefined,
-      s.cloudResyncSeconds,
       s.log.child({ part: 'readiness' }),
       () => s.readinessChanged(),
     );
-  }
-
-  /** Why the node is not ready yet as a member: cloud paths that have not answered yet. */
-  readinessReasons(): string[] {
-    return this.readiness.reasons();
   }
 
   ctx(): NodeContext {
@@ -208,12 +211,14 @@ export class ClusterMember {
       undefined,
       await previousSubnet(s.subnetFile),
     );
+    this.datapath.leaseHeld(first);
     await this.configureForLease();
     const lease = this.lease.current ?? first;
     this.earlierCloud?.start();
     this.readiness.start(this.timers);
     await this.peers.resync('start');
     await this.reconciler.now();
+    await this.datapath.settle();
     const pending = this.readiness.list().filter((p) => p.state === 'pending').length;
     this.log.info(
       {
@@ -224,7 +229,7 @@ export class ClusterMember {
       },
       pending > 0 ? 'data path programmed; waiting for cloud paths to answer' : 'ready',
     );
-    this.lease.startRenewing(this.timers);
+    await this.lease.startRenewing(this.timers);
     this.timers.every(s.resyncSeconds * 1000, () => this.reconciler.request());
     this.timers.every(2000, () => void this.checkEtcd());
     this.timers.every(5000, () => void this.refreshCounters());
@@ -313,22 +318,40 @@ export class ClusterMember {
       lastReconcile: this.reconciler.lastReport,
       cloud: this.cloud?.routing.status(),
       ...(this.earlierCloud && { earlierCloud: this.earlierCloud.status() }),
+      takeover: this.datapath.takeoverStatus(),
+      dataPath: this.datapath.status(),
     };
   }
 
-  /** Stops the periodic work and the watch; waits for a running pass. The kernel is left as it is. */
+  /**
+   * Why the programmed data path cannot carry traffic (yet): a native data path that is down (weft-udp),
+   * cloud paths that have not answered their probe (ready means reachable: peer-readiness.ts).
+   */
+  dataPathReadiness(): string[] {
+    return [...this.datapath.readiness(), ...(this.reconciler.programmed ? this.readiness.reasons() : [])];
+  }
+
+  /**
+   * Stops the periodic work and the watch; waits for a running pass. The kernel is left as it is, and
+   * a native data path (weft-udp) keeps forwarding, unsupervised, until the next agent adopts it.
+   */
   async stop(): Promise<void> {
     this.timers.clear();
     this.cloud?.stop();
     await this.peers.stop();
     await this.reconciler.idle().catch(() => undefined);
+    this.datapath.detach();
   }
 
-  /** Leaves the cluster: cloud objects and the lease released (the agent then removes the data path). */
+  /**
+   * Leaves the cluster: cloud objects and the lease released, a native data path no longer supervised
+   * (the agent then removes the data path, weft-udp included, without it being restarted).
+   */
   async leave(): Promise<void> {
     this.timers.clear();
     this.cloud?.stop();
     await this.earlierCloud?.finish();
+    this.datapath.detach();
     await this.peers.stop();
     await this.cloud?.releaseAll();
     await this.lease.release();

@@ -5,7 +5,7 @@ export class AgentMetrics {
   readonly registry = new Registry();
   readonly peers = new Gauge({
     name: 'weft_peers',
-    help: 'Peer nodes by data path (vxlan, direct, cloud, unreachable)',
+    help: 'Peer nodes by data path (vxlan, udp, direct, cloud, unreachable)',
     labelNames: ['path'],
     registers: [this.registry],
   });

@@ -1,30 +1,74 @@
+import type { Registry } from 'prom-client';
 import type { NetworkConfig } from '../config/network-config.js';
 import { vxlanDeviceName, type Backend, type Plan } from '../backend/types.js';
-import { sysctlRead, sysctlWrite } from '../kernel/iproute.js';
+import { listFdb, sysctlRead, sysctlWrite } from '../kernel/iproute.js';
 import { setProbeAddress } from '../kernel/probe.js';
-import { formatIPv4, type Cidr } from '../util/ipv4.js';
+import type { Lease } from '../store/lease.js';
+import { removeUdpDataPath, UdpNodeDataPath } from '../udp/datapath.js';
+import type { UdpDataPathStatus } from '../udp/supervisor.js';
+import { formatIPv4, parseIPv4, type Cidr } from '../util/ipv4.js';
 import type { Logger } from '../util/log.js';
 import { randomMac, type ApplyReport, type DataPlane } from './dataplane.js';
 import type { PublicInterface } from './iface.js';
+import { FlannelTakeover, type TakeoverSummary } from './takeover.js';
 import type { TrafficManager } from './traffic.js';
+
+export interface NodeDataPathSetup {
+  dp: DataPlane;
+  traffic: TrafficManager;
+  backend: Backend;
+  config: NetworkConfig;
+  iface: PublicInterface;
+  ipMasq: boolean;
+  /** A native data path's log goes beside it (udp: weft-udp.log). */
+  subnetFile: string;
+  /** Where a native data path's metrics are registered (udp: read from weft-udp at scrape time). */
+  registry: Registry;
+  log: Logger;
+}
 
 /**
  * What a backend needs from the kernel of this node, in one place: the devices it owns (the VXLAN
- * device today), node settings (forwarding), the traffic rules, and applying a plan. The agent's
- * other parts never touch DataPlane or TrafficManager directly, so a new data path (the udp helper,
- * the BPF fast path) hooks in here: where devices are made, where a plan is applied, where it is torn
- * down.
+ * device; udp's TUN device and the weft-udp process on it), node settings (forwarding), the traffic
+ * rules, and applying a plan. The agent's other parts never touch DataPlane, TrafficManager or a
+ * native data path directly: devices are made in ensureDevices, a plan is applied in apply (routes
+ * and VXLAN entries by the data plane, udp's peer table by weft-udp), what another backend left is
+ * removed in removeOtherBackends, and releaseDataPath tears it all down.
  */
 export class NodeDataPath {
-  constructor(
-    private readonly dp: DataPlane,
-    private readonly traffic: TrafficManager,
-    private readonly backend: Backend,
-    private readonly config: NetworkConfig,
-    private readonly iface: PublicInterface,
-    private readonly ipMasq: boolean,
-    private readonly log: Logger,
-  ) {}
+  /** Flannel's data path being taken over on this start (--take-over-flannel), if it was here. */
+  private takeover: FlannelTakeover | undefined;
+  private readonly dp: DataPlane;
+  private readonly traffic: TrafficManager;
+  private readonly backend: Backend;
+  private readonly config: NetworkConfig;
+  private readonly iface: PublicInterface;
+  private readonly ipMasq: boolean;
+  private readonly log: Logger;
+  /** udp only: the TUN device and weft-udp. */
+  private readonly udp: UdpNodeDataPath | undefined;
+
+  constructor(s: NodeDataPathSetup) {
+    this.dp = s.dp;
+    this.traffic = s.traffic;
+    this.backend = s.backend;
+    this.config = s.config;
+    this.iface = s.iface;
+    this.ipMasq = s.ipMasq;
+    this.log = s.log;
+    this.udp =
+      s.backend.type === 'udp'
+        ? new UdpNodeDataPath({
+            config: s.config,
+            iface: s.iface.name,
+            ifaceMtu: s.iface.mtu,
+            publicIP: formatIPv4(s.iface.ip),
+            subnetFile: s.subnetFile,
+            log: s.log,
+            registry: s.registry,
+          })
+        : undefined;
+  }
 
   /** The device this backend owns, if any (undefined: remove every weft VXLAN device). */
   private vxlanDevice(): string | undefined {
@@ -34,6 +78,7 @@ export class NodeDataPath {
   /** The backend may have changed since the last run: remove what the old one owned. */
   async removeOtherBackends(): Promise<void> {
     await this.dp.removeVxlanDevices(this.vxlanDevice());
+    if (!this.udp) await removeUdpDataPath(this.log);
   }
 
   /**
@@ -51,8 +96,17 @@ export class NodeDataPath {
     return existing ?? published ?? randomMac();
   }
 
-  /** Creates or repairs the backend's devices for the lease; returns the VTEP MAC the device really has. */
+  /** The MTU of the backend's tunnel device and of the pods: the underlay's less the encapsulation. */
+  private tunnelMtu(): number {
+    return (this.config.backend.mtu ?? this.iface.mtu) - this.backend.overhead;
+  }
+
+  /**
+   * Creates or repairs the backend's devices for the lease (udp: and starts or adopts weft-udp);
+   * returns the VTEP MAC the VXLAN device really has.
+   */
   async ensureDevices(subnet: Cidr, mac: string | undefined): Promise<string | undefined> {
+    if (this.udp) await this.udp.prepare(subnet, this.tunnelMtu());
     if (!this.backend.usesVxlan) return undefined;
     const c = this.config;
     return this.dp.ensureVxlan({
@@ -60,7 +114,7 @@ export class NodeDataPath {
       port: c.backend.port,
       local: this.iface.ip,
       underlay: this.iface.name,
-      mtu: (c.backend.mtu ?? this.iface.mtu) - this.backend.overhead,
+      mtu: this.tunnelMtu(),
       subnet,
       mac,
     });
@@ -72,12 +126,15 @@ export class NodeDataPath {
       await sysctlWrite('net.ipv4.ip_forward', '1');
       this.log.info('enabled net.ipv4.ip_forward: pod traffic is forwarded by this node');
     }
+    const vxlanDev = this.vxlanDevice();
+    if (vxlanDev) this.traffic.seedPeers(await tunnelEndpoints(vxlanDev));
     await this.traffic.ensureRules({
       network: this.config.network,
       subnet,
       ipMasq: this.ipMasq,
       overlayPort: this.backend.usesVxlan ? this.config.backend.port : undefined,
     });
+    await this.takeover?.afterRules(); // Flannel's rules go once weft's are in
     // ARP from the node's own address, not a pod-range one: cloud anti-spoofing checks ARP senders too.
     if (cloudRouted) await sysctlWrite('net.ipv4.conf.all.arp_announce', '2');
     // Cloud paths are proved by a ping between pod subnets' .0 (peer-readiness.ts): without a VXLAN
@@ -88,22 +145,92 @@ export class NodeDataPath {
     for (const f of failed) this.log.warn(`cannot set the cloud probe address on lo: ${f}`);
   }
 
-  /** Brings the kernel to the plan; the overlay port then accepts exactly the plan's tunnel endpoints. */
+  /**
+   * Brings the kernel to the plan; the overlay port then accepts exactly the plan's tunnel endpoints
+   * (vxlan), and weft-udp forwards to exactly the plan's udp peers.
+   */
   async apply(plan: Plan): Promise<ApplyReport> {
     const report = await this.dp.apply(plan, this.vxlanDevice());
     if (this.backend.usesVxlan) await this.traffic.setPeers(plan.vteps.map((v) => formatIPv4(v.remote)));
+    await this.udp?.update(plan);
     return report;
   }
 
   foreignDropped(): Promise<number> {
     return this.traffic.foreignDropped();
   }
+
+  /** Why a native data path cannot carry traffic now (empty when it can, or when there is none). */
+  readiness(): string[] {
+    return this.udp?.readiness() ?? [];
+  }
+
+  /** A native data path's process, restarts and counters, for /status and `weft status`. */
+  status(): UdpDataPathStatus | undefined {
+    return this.udp?.status();
+  }
+
+  /** The agent stops (or leaves): a native data path is no longer supervised but keeps forwarding. */
+  detach(): void {
+    this.udp?.detach();
+  }
+
+  // ------------------------------------------- what another data path left here (issue 14: Flannel)
+
+  /**
+   * Before weft makes anything on this node: Flannel's data path is adopted (--take-over-flannel: its
+   * VXLAN device renamed to weft's, see takeover.ts) or the start refused in one line naming what was
+   * found; so is another program's VXLAN device on weft's VNI and port.
+   */
+  async adoptLeftovers(o: {
+    takeOverFlannel: boolean;
+    subnetFile: string;
+    leases: () => Promise<Lease[]>;
+  }): Promise<void> {
+    this.takeover = await FlannelTakeover.prepare({
+      allowed: o.takeOverFlannel,
+      usesVxlan: this.backend.usesVxlan,
+      vni: this.config.backend.vni,
+      port: this.config.backend.port,
+      iface: { name: this.iface.name, ip: formatIPv4(this.iface.ip) },
+      network: this.config.network,
+      subnetLen: this.config.subnetLen,
+      ipMasq: this.ipMasq,
+      subnetFile: o.subnetFile,
+      leases: o.leases,
+      log: this.log.child({ part: 'takeover' }),
+    });
+  }
+
+  /** The lease held after the first acquisition: on a takeover, whether it is Flannel's. */
+  leaseHeld(lease: Lease): void {
+    this.takeover?.leaseHeld(lease);
+  }
+
+  /** After the first reconcile: what Flannel left and weft did not take over is removed. */
+  async settle(): Promise<void> {
+    await this.takeover?.finish();
+  }
+
+  takeoverStatus(): TakeoverSummary | undefined {
+    return this.takeover?.summary();
+  }
 }
 
-/** The node leaves the cluster: every route, neighbour, FDB entry, device and rule weft owns removed. */
-export async function releaseDataPath(dp: DataPlane, traffic: TrafficManager): Promise<void> {
+/** The remote VTEPs a VXLAN device has FDB entries for (what it carried traffic with until now). */
+async function tunnelEndpoints(dev: string): Promise<string[]> {
+  const fdb = await listFdb(dev);
+  return [...new Set(fdb.flatMap((e) => (e.dst && parseIPv4(e.dst) !== undefined ? [e.dst] : [])))];
+}
+
+/**
+ * The node leaves the cluster: every route, neighbour, FDB entry, device, data path process and rule
+ * weft owns removed, whatever the backend (the caller has detached a supervised data path first).
+ */
+export async function releaseDataPath(dp: DataPlane, traffic: TrafficManager, log: Logger): Promise<void> {
   await dp.apply({ routes: [], vteps: [], peers: [] }, undefined).catch(() => undefined);
   await dp.removeVxlanDevices().catch(() => undefined);
   await setProbeAddress(undefined).catch(() => undefined);
+  await removeUdpDataPath(log).catch(() => undefined);
   await traffic.remove().catch(() => undefined);
 }

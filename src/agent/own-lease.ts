@@ -87,8 +87,12 @@ export class OwnLease {
     }
   }
 
-  /** Renews the lease every `renewEverySeconds`; a failed renewal is retried every ≤ 5 s until it works. */
-  startRenewing(timers: Timers): void {
+  /**
+   * Renews the lease every `renewEverySeconds`; a failed renewal is retried every ≤ 5 s until it works.
+   * The first renewal comes when the lease held needs it, not a full period after the start: a restart
+   * reuses its lease as it is, however little of its TTL is left.
+   */
+  async startRenewing(timers: Timers): Promise<void> {
     const everyMs = this.manager.renewEverySeconds() * 1000;
     const retryMs = Math.min(everyMs, 5000);
     const loop = async () => {
@@ -103,7 +107,20 @@ export class OwnLease {
       }).catch(() => undefined); // only when stopping
       if (!this.signal.aborted) timers.after(everyMs, () => void loop());
     };
-    timers.after(everyMs, () => void loop());
+    timers.after(await this.firstRenewalMs(everyMs), () => void loop());
+  }
+
+  private async firstRenewalMs(everyMs: number): Promise<number> {
+    const held = this.lease;
+    if (!held || isReservation(held)) return everyMs;
+    const left = await this.etcd.registry.ttlLeft(held.leaseId).catch(() => undefined);
+    const ms = this.manager.firstRenewalInSeconds(left) * 1000;
+    if (ms < everyMs)
+      this.log.debug(
+        { subnet: held.subnet.toString(), ttlLeft: left, renewInSeconds: ms / 1000 },
+        'the lease held was reused as it was: its first renewal keeps the margin before its expiry',
+      );
+    return ms;
   }
 
   private async renewOnce(): Promise<void> {

@@ -2,6 +2,7 @@ import type { PeerPlan } from '../backend/types.js';
 import { formatIPv4, type Cidr } from '../util/ipv4.js';
 import type { Logger } from '../util/log.js';
 import type { Timers } from '../util/timers.js';
+import type { ProbeAnswer } from './path-probe.js';
 
 /**
  * Ready means reachable: per peer, whether pods on this node can reach pods on it now.
@@ -12,11 +13,16 @@ import type { Timers } from '../util/timers.js';
  *  - `refused`: no path can carry it, with the reason (host-gw and an off-link peer, a cloud quota, …),
  *    or a pending peer that stayed pending for PENDING_LIMIT_MS (named as such).
  *
- * A cloud path is probed with one ICMP echo from this node's pod subnet .0 to the peer's .0: the
- * request and the reply cross this node's port, the router or the shared subnet, and the peer's port,
- * with pod-range sources both ways — what a pod's packets cross. Programming it is not enough: a
- * route on the router or an address pair reaches Neutron's data plane only when its agents next poll.
- * A ready peer is probed again every `verifySeconds`; three misses in a row make it pending again.
+ * A cloud path is probed from this node's pod subnet .0 to the peer's .0 (path-probe.ts): the request
+ * and the answer cross this node's port, the router or the shared subnet, and the peer's port, with
+ * pod-range addresses both ways — what a pod's packets cross. Programming it is not enough: a route
+ * on the router or an address pair reaches Neutron's data plane only when its agents next poll.
+ *
+ * Probing is bounded, whatever the cluster's size: only peers not reachable yet are probed (pending,
+ * and refused after the pending limit, slowly, so that a late path still turns ready); a ready peer is
+ * not probed again — a change of its path (the cloud coordinator's resync sees Neutron) replans it,
+ * and a new plan starts it over. Each peer backs off (250 ms doubling to 2 s), and the node sends at
+ * most PROBES_PER_SECOND probes, MAX_IN_FLIGHT at a time, the longest-waiting first.
  */
 export type PeerState = 'pending' | 'ready' | 'refused';
 
@@ -29,9 +35,12 @@ export interface PeerReadiness extends Omit<PeerPlan, 'subnet'> {
 
 /** How long a peer may stay pending before it counts as refused (readiness no longer waits for it). */
 export const PENDING_LIMIT_MS = 60_000;
-const PROBE_EVERY_MS = 250;
-const STUCK_PROBE_EVERY_MS = 2000;
-const MAX_IN_FLIGHT = 16;
+export const PROBES_PER_SECOND = 50;
+export const MAX_IN_FLIGHT = 16;
+const TICK_MS = 250;
+const FIRST_RETRY_MS = 250;
+const MAX_RETRY_MS = 2000;
+const REFUSED_RETRY_MS = 5000;
 
 interface Tracked {
   plan: PeerPlan;
@@ -42,28 +51,42 @@ interface Tracked {
   since: number;
   probed: boolean;
   nextProbe: number;
-  misses: number;
+  retryMs: number;
   inFlight: boolean;
 }
 
 export interface ProbeTarget {
   /** This node's probe source (its pod subnet's .0), when it has a lease. */
   source(): string | undefined;
-  ping(source: string, target: string): Promise<boolean>;
+  probe(source: string, target: string): Promise<ProbeAnswer>;
+}
+
+export interface ProbeLimits {
+  pendingLimitMs: number;
+  perSecond: number;
+  inFlight: number;
 }
 
 export class PeerReadinessTracker {
   private readonly peers = new Map<string, Tracked>();
+  private readonly limits: ProbeLimits;
+  private inFlight = 0;
 
   constructor(
     private readonly target: ProbeTarget,
     /** Whether this node's peer paths are carried by a cloud (then they are probed). */
     private readonly cloudCarried: () => boolean,
-    private readonly verifySeconds: number,
     private readonly log: Logger,
     private readonly changed: () => void,
-    private readonly pendingLimitMs = PENDING_LIMIT_MS,
-  ) {}
+    limits: Partial<ProbeLimits> = {},
+  ) {
+    this.limits = {
+      pendingLimitMs: PENDING_LIMIT_MS,
+      perSecond: PROBES_PER_SECOND,
+      inFlight: MAX_IN_FLIGHT,
+      ...limits,
+    };
+  }
 
   /** After a reconcile pass: the peers as planned now. */
   update(plan: readonly PeerPlan[]): void {
@@ -89,7 +112,7 @@ export class PeerReadinessTracker {
         since: now,
         probed,
         nextProbe: now,
-        misses: 0,
+        retryMs: FIRST_RETRY_MS,
         inFlight: false,
       });
     }
@@ -97,63 +120,66 @@ export class PeerReadinessTracker {
     this.changed();
   }
 
-  /** Probes what is due, every PROBE_EVERY_MS, until the timers are cleared. */
+  /** Probes what is due, every TICK_MS, until the timers are cleared. */
   start(timers: Timers): void {
-    timers.every(PROBE_EVERY_MS, () => this.tick());
+    timers.every(TICK_MS, () => this.tick());
   }
 
   private tick(): void {
     const now = Date.now();
-    let inFlight = [...this.peers.values()].filter((t) => t.inFlight).length;
+    const due: Tracked[] = [];
     for (const t of this.peers.values()) {
       // A waiting peer that never got going counts as refused, so that readiness stops waiting for it.
-      if (t.state === 'pending' && !t.probed && now - t.since > this.pendingLimitMs) this.stuck(t, now);
-      if (!t.probed || t.inFlight || now < t.nextProbe || inFlight >= MAX_IN_FLIGHT) continue;
-      const source = this.target.source();
-      if (!source) continue;
-      inFlight++;
-      t.inFlight = true;
-      const dst = formatIPv4(t.plan.subnet.ip);
-      void this.target
-        .ping(source, dst)
-        .then((ok) => this.probed(t, ok, source, dst))
-        .finally(() => (t.inFlight = false));
+      if (t.state === 'pending' && !t.probed && now - t.since > this.limits.pendingLimitMs)
+        this.stuck(t, now);
+      if (t.probed && t.state !== 'ready' && !t.inFlight && now >= t.nextProbe) due.push(t);
     }
+    const source = this.target.source();
+    if (!source || due.length === 0) return;
+    const budget = Math.min(
+      Math.ceil((this.limits.perSecond * TICK_MS) / 1000),
+      this.limits.inFlight - this.inFlight,
+    );
+    due.sort((a, b) => a.nextProbe - b.nextProbe);
+    for (const t of due.slice(0, Math.max(0, budget))) this.send(t, source);
   }
 
-  private probed(t: Tracked, ok: boolean, source: string, dst: string): void {
+  private send(t: Tracked, source: string): void {
+    this.inFlight++;
+    t.inFlight = true;
+    const dst = formatIPv4(t.plan.subnet.ip);
+    void this.target
+      .probe(source, dst)
+      .catch((e: unknown): ProbeAnswer => ({ answered: false, why: String(e) }))
+      .then((a) => this.probed(t, a, source, dst))
+      .finally(() => {
+        this.inFlight--;
+        t.inFlight = false;
+      });
+  }
+
+  private probed(t: Tracked, a: ProbeAnswer, source: string, dst: string): void {
     if (this.peers.get(t.plan.subnet.toString()) !== t) return; // replanned meanwhile
     const now = Date.now();
-    if (ok) {
-      t.misses = 0;
-      t.nextProbe = now + this.verifySeconds * 1000;
-      if (t.state !== 'ready') {
-        this.log.info(
-          { peer: t.plan.subnet.toString(), path: t.plan.path, afterMs: now - t.since },
-          `peer reachable through the cloud (${dst} answered ${source})`,
-        );
-        this.set(t, 'ready', undefined, now);
-      }
+    if (a.answered) {
+      this.log.info(
+        { peer: t.plan.subnet.toString(), path: t.plan.path, afterMs: now - t.since },
+        `peer reachable through the cloud (${dst} answered ${source})`,
+      );
+      this.set(t, 'ready', undefined, now);
       return;
     }
-    t.misses++;
-    const why = `no answer from ${dst} to a ping from ${source} over the ${t.plan.path} path`;
-    if (t.state === 'ready') {
-      if (t.misses < 3) {
-        t.nextProbe = now + PROBE_EVERY_MS;
-        return;
-      }
-      this.log.warn({ peer: t.plan.subnet.toString() }, `peer stopped answering: ${why}`);
-      this.set(t, 'pending', `stopped answering: ${why}`, now);
-    } else if (t.state === 'pending') {
-      if (now - t.since > this.pendingLimitMs) this.stuck(t, now, why);
-      else t.reason = `cloud path programmed, waiting for the data path: ${why} yet`;
+    const why = `no answer from ${dst} to a probe from ${source} over the ${t.plan.path} path (${a.why ?? 'silence'})`;
+    if (t.state === 'pending') {
+      if (now - t.since > this.limits.pendingLimitMs) this.stuck(t, now, why);
+      else t.reason = `cloud path programmed, waiting for the data path: ${why}`;
     }
-    t.nextProbe = now + (t.state === 'refused' ? STUCK_PROBE_EVERY_MS : PROBE_EVERY_MS);
+    t.nextProbe = now + (t.state === 'refused' ? REFUSED_RETRY_MS : t.retryMs);
+    t.retryMs = Math.min(MAX_RETRY_MS, t.retryMs * 2);
   }
 
   private stuck(t: Tracked, now: number, why = t.reason ?? 'no progress'): void {
-    const line = `pending for ${this.pendingLimitMs / 1000} s: ${why}`;
+    const line = `pending for ${this.limits.pendingLimitMs / 1000} s: ${why}`;
     this.log.error({ peer: t.plan.subnet.toString() }, `peer not reachable: ${line}`);
     this.set(t, 'refused', line, now);
   }

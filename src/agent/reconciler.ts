@@ -1,4 +1,4 @@
-import type { PeerPlan, Plan } from '../backend/types.js';
+import { PATH_KINDS, type PeerPlan, type Plan } from '../backend/types.js';
 import { sleep } from '../util/backoff.js';
 import { describeError } from '../util/errors.js';
 import type { Logger } from '../util/log.js';
@@ -88,7 +88,7 @@ export class Reconciler {
       if (this.reportedUnreachable.get(s) !== why) this.log.warn({ peer: s }, `peer unreachable: ${why}`);
     this.reportedUnreachable = unreachable;
     this.peers = plan.peers;
-    for (const path of ['vxlan', 'direct', 'cloud', 'unreachable'] as const)
+    for (const path of PATH_KINDS)
       this.metrics.peers.set({ path }, plan.peers.filter((p) => p.path === path).length);
     this.lastReport = {
       ...report,

@@ -1,4 +1,4 @@
-import { run } from '../util/exec.js';
+import { nftApply, nftCounter, nftDeleteTable, nftList } from '../kernel/nft.js';
 import type { Cidr } from '../util/ipv4.js';
 import type { Logger } from '../util/log.js';
 
@@ -70,25 +70,34 @@ interface NftJson {
 export class TrafficManager {
   private applied: string | undefined;
   private peers: string[] | undefined;
+  /** Peers known before the first rule set (the tunnel's entries: a restart, a takeover). */
+  private seed: string[] = [];
 
   constructor(private readonly log: Logger) {}
 
   /**
+   * Peers to admit from the first rule set on, before any plan set them: the endpoints the tunnel
+   * already carries traffic with. Without them, a start after a clean stop (which removed the table)
+   * or on a node taken over from Flannel would drop their packets until the first reconcile.
+   */
+  seedPeers(ips: string[]): void {
+    if (this.applied === undefined) this.seed = ips;
+  }
+
+  /**
    * Installs the rules if they differ from what this process installed. The new table carries the
-   * current peer set and the drop counter over, so replacing it (e.g. on a restart) never drops a
-   * peer's packet and never resets the counter.
+   * current peer set (at first: the old table's and the seed) and the drop counter over, so replacing
+   * it (e.g. on a restart) never drops a peer's packet and never resets the counter.
    */
   async ensureRules(r: TrafficRules): Promise<void> {
     const text = rulesetText(r);
     if (text === this.applied) return;
     const existing = await this.readExisting();
-    if (this.peers === undefined) this.peers = existing.peers;
+    if (this.peers === undefined) this.peers = [...new Set([...existing.peers, ...this.seed])].sort();
     const counter = `counter foreign_overlay {\n    packets ${existing.packets} bytes ${existing.bytes}\n  }`;
     const elems =
       this.peers.length > 0 ? `add element ip ${NFT_TABLE} peers { ${this.peers.join(', ')} }\n` : '';
-    await run('nft', ['-f', '-'], {
-      input: text.replace(/counter foreign_overlay \{\n {2}\}/, counter) + elems,
-    });
+    await nftApply(text.replace(/counter foreign_overlay \{\n {2}\}/, counter) + elems);
     this.applied = text;
     this.log.info(
       { table: NFT_TABLE, ipMasq: r.ipMasq, overlayPort: r.overlayPort },
@@ -102,26 +111,18 @@ export class TrafficManager {
   }
 
   private async readPeers(): Promise<string[]> {
-    const set = await run('nft', ['-j', 'list', 'set', 'ip', NFT_TABLE, 'peers'], { allowFailure: true });
+    const set = await nftList<NftJson>(['set', 'ip', NFT_TABLE, 'peers']);
     const peers: string[] = [];
-    if (set.code === 0) {
-      for (const e of (JSON.parse(set.stdout) as NftJson).nftables.find((x) => x.set)?.set?.elem ?? []) {
-        const v = typeof e === 'string' ? e : e.elem?.val;
-        if (v) peers.push(v);
-      }
+    for (const e of set?.nftables.find((x) => x.set)?.set?.elem ?? []) {
+      const v = typeof e === 'string' ? e : e.elem?.val;
+      if (v) peers.push(v);
     }
     return peers.sort();
   }
 
   /** The drop counter alone (read every few seconds for /metrics: the peer set may be large). */
   private async readCounter(): Promise<{ packets: number; bytes: number }> {
-    const ctr = await run('nft', ['-j', 'list', 'counter', 'ip', NFT_TABLE, 'foreign_overlay'], {
-      allowFailure: true,
-    });
-    const c =
-      ctr.code === 0
-        ? (JSON.parse(ctr.stdout) as NftJson).nftables.find((x) => x.counter)?.counter
-        : undefined;
+    const c = await nftCounter('ip', NFT_TABLE, 'foreign_overlay');
     return { packets: c?.packets ?? 0, bytes: c?.bytes ?? 0 };
   }
 
@@ -130,7 +131,7 @@ export class TrafficManager {
     const want = [...new Set(ips)].sort();
     if (this.applied === undefined || (this.peers && want.join() === this.peers.join())) return;
     const add = want.length > 0 ? `add element ip ${NFT_TABLE} peers { ${want.join(', ')} }\n` : '';
-    await run('nft', ['-f', '-'], { input: `flush set ip ${NFT_TABLE} peers\n${add}` });
+    await nftApply(`flush set ip ${NFT_TABLE} peers\n${add}`);
     this.peers = want;
   }
 
@@ -140,8 +141,9 @@ export class TrafficManager {
   }
 
   async remove(): Promise<void> {
-    await run('nft', ['delete', 'table', 'ip', NFT_TABLE], { allowFailure: true });
+    await nftDeleteTable('ip', NFT_TABLE);
     this.applied = undefined;
     this.peers = undefined;
+    this.seed = [];
   }
 }

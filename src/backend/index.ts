@@ -3,6 +3,7 @@ import { AutoBackend } from './auto.js';
 import { HostGwBackend } from './host-gw.js';
 import { NeutronBackend } from './neutron.js';
 import type { Backend } from './types.js';
+import { UdpBackend } from './udp.js';
 import { VxlanBackend } from './vxlan.js';
 
 export function createBackend(config: NetworkConfig): Backend {
@@ -15,5 +16,7 @@ export function createBackend(config: NetworkConfig): Backend {
       return new AutoBackend(config.backend.vni);
     case 'neutron':
       return new NeutronBackend();
+    case 'udp':
+      return new UdpBackend();
   }
 }

@@ -43,7 +43,8 @@ export function cloudFlagsOf(attrs: LeaseAttrs): CloudFlags {
 
 export interface RouteSpec {
   dst: Cidr;
-  via: IPv4;
+  /** Next hop; absent for a device route (udp: the cluster network into the TUN device). */
+  via?: IPv4;
   dev: string;
   onlink: boolean;
 }
@@ -55,8 +56,12 @@ export interface VtepSpec {
   remote: IPv4;
 }
 
-/** How a peer is reached: encapsulated, routed directly on-link, routed by the cloud, or not at all. */
-export type PathKind = 'vxlan' | 'direct' | 'cloud' | 'unreachable';
+/**
+ * How a peer is reached: encapsulated by the kernel (vxlan) or by weft's udp data path, routed
+ * directly on-link, routed by the cloud, or not at all.
+ */
+export const PATH_KINDS = ['vxlan', 'udp', 'direct', 'cloud', 'unreachable'] as const;
+export type PathKind = (typeof PATH_KINDS)[number];
 
 export interface PeerPlan {
   subnet: Cidr;
@@ -91,6 +96,10 @@ export interface Backend {
 }
 
 export const VXLAN_OVERHEAD_IPV4 = 50;
+/** Flannel's udp encapsulation: an outer IPv4 header and a UDP header. */
+export const UDP_OVERHEAD_IPV4 = 28;
+/** The udp backend's TUN device (Flannel calls its own flannel0). */
+export const UDP_TUN_DEVICE = 'weft.udp';
 
 export function vxlanDeviceName(vni: number): string {
   return `weft.${vni}`;

@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { cpus, release, totalmem } from 'node:os';
-import { run } from '../util/exec.js';
+import { offloadFeatures } from '../kernel/ethtool.js';
 import type { BenchResult, Hop } from './result.js';
 
 /**
@@ -23,13 +23,8 @@ const OFFLOADS = [
 ];
 
 async function offloadsOf(netns: string, device: string): Promise<Record<string, string>> {
-  const r = await run('ip', ['netns', 'exec', netns, 'ethtool', '-k', device], { allowFailure: true });
-  const out: Record<string, string> = {};
-  for (const line of r.stdout.split('\n')) {
-    const m = /^\s*([a-z0-9_-]+):\s+(on|off)(?:\s+\[fixed\])?/.exec(line);
-    if (m && OFFLOADS.includes(m[1]!)) out[m[1]!] = m[2]!;
-  }
-  return out;
+  const all = await offloadFeatures(netns, device);
+  return Object.fromEntries(OFFLOADS.filter((k) => k in all).map((k) => [k, all[k]!]));
 }
 
 async function governor(): Promise<string> {

@@ -134,7 +134,14 @@ export async function discoverHops(path: PathPlan): Promise<Hop[]> {
   let overlay: string | undefined;
   if (egress?.dev && egress.dev !== bridge) {
     const l = await link(a.netns, egress.dev);
-    const under = l?.linkinfo?.info_kind === 'vxlan' ? l.linkinfo.info_data?.link : undefined;
+    // A VXLAN device names its underlay; a TUN device's (udp) datagrams leave by the route to the peer.
+    const kind = l?.linkinfo?.info_kind;
+    const under =
+      kind === 'vxlan'
+        ? l?.linkinfo?.info_data?.link
+        : kind === 'tun'
+          ? (await routeGet(a.netns, [b.publicIP]))?.dev
+          : undefined;
     if (typeof under === 'string') {
       overlay = egress.dev;
       await add(a.name, a.netns, egress.dev, 'overlay');

@@ -1,7 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { NodeState, PodState } from '../lab/lab.js';
-import { destroyNetns, ipIn, sysctlIn } from '../lab/netns.js';
-import { run } from '../util/exec.js';
+import { destroyNetns, ipIn, sysctlIn } from '../kernel/netns.js';
 
 /**
  * The hand-built reference (`weft bench --reference`): the same data paths as weft's, made with plain
@@ -124,8 +123,8 @@ export async function buildReference(mtu: number): Promise<Reference> {
         ],
         `reference node ${n.name}`,
       );
-      const fdb = ['fdb', 'append', macOf(2 - k), 'dev', 'vx', 'dst', peer.publicIP, 'self', 'permanent'];
-      await run('bridge', ['-n', n.netns, ...fdb]);
+      const fdb = `fdb append ${macOf(2 - k)} dev vx dst ${peer.publicIP} self permanent`;
+      await ipIn(n.netns, [fdb], `reference node ${n.name}`, 'bridge');
       await sysctlIn(n.netns, { 'net.ipv4.ip_forward': '1' });
       for (const p of [r, v])
         await ipIn(

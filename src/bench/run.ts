@@ -46,7 +46,7 @@ import {
 
 export interface BenchOptions {
   lab: string;
-  /** Backend ids (backends.ts: every backend, and variants such as host-gw+pairs). */
+  /** Backend ids (backends.ts: every backend, and variants such as udp-batch1 and host-gw+pairs). */
   backends?: string[];
   /** About 1 s per measurement, one repetition: a smoke run, not figures to quote. */
   quick?: boolean;
@@ -136,7 +136,7 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
     for (const [i, backend] of order.entries()) {
       if (runningBackend(s) !== backend.id) {
         say(`switching the lab to ${backend.label} (agents restart, waiting until reachable)`);
-        await labSwitchBackend(s.name, backend.type, undefined, backend.lab);
+        await labSwitchBackend(s.name, backend.type, undefined, backend.switch);
         s = await readState(s.name);
       }
       const node = (n: NodeState) => s.nodes.find((x) => x.name === n.name)!;
@@ -170,7 +170,7 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
     if (runningBackend(await readState(s.name).catch(() => s)) !== before) {
       const b = benchBackend(before)!;
       say(`restoring the lab's backend ${b.label}`);
-      await labSwitchBackend(s.name, b.type, undefined, b.lab).catch((e: unknown) =>
+      await labSwitchBackend(s.name, b.type, undefined, b.switch).catch((e: unknown) =>
         say(`cannot restore backend ${b.label}: ${describeError(e)}`),
       );
     }

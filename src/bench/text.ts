@@ -77,6 +77,7 @@ export function formatResult(res: BenchResult): string {
     `\nGbit/s: median (min–max) of the repetitions; ratios against the native path of this run. RTT: full round trip (sockperf --full-rtt).\n` +
     `CPU/GBIT: cores of the whole machine busy per Gbit/s, 1 stream. MTU: every interface from sender to receiver.\n` +
     againstHandBuilt(res) +
+    againstVxlan(res) +
     res.paths
       .filter((p) => p.status !== 'ok')
       .map((p) => `${shortLabel(p)}: ${p.status}: ${p.reason ?? ''}\n`)
@@ -86,12 +87,30 @@ export function formatResult(res: BenchResult): string {
 
 /** weft's path divided by the hand-built one of the same kind, when --reference measured both. */
 function againstHandBuilt(res: BenchResult): string {
-  const pairs: [string, string][] = [
+  const lines = ratioLines(res, [
     ['cross-node/host-gw', 'reference/routed'],
     ['cross-node/vxlan', 'reference/vxlan'],
-  ];
+  ]);
+  return lines.length > 0
+    ? `\nweft against the same path built by hand (1.00 = weft adds nothing):\n${lines.join('')}`
+    : '';
+}
+
+/** The udp data paths (userspace) against the kernel's own tunnel, vxlan, measured in the same run. */
+function againstVxlan(res: BenchResult): string {
+  const lines = ratioLines(res, [
+    ['cross-node/udp', 'cross-node/vxlan'],
+    ['cross-node/udp-batch1', 'cross-node/vxlan'],
+    ['cross-node/udp', 'cross-node/udp-batch1'],
+  ]);
+  return lines.length > 0
+    ? `\nthe udp data path against the kernel's vxlan (and Flannel's batch=1):\n${lines.join('')}`
+    : '';
+}
+
+function ratioLines(res: BenchResult, pairs: [string, string][]): string[] {
   const get = (id: string) => res.paths.find((p) => p.id === id);
-  const lines = pairs.flatMap(([w, h]) => {
+  return pairs.flatMap(([w, h]) => {
     const [pw, ph] = [get(w), get(h)];
     if (!pw?.tcp1 || !ph?.tcp1) return [];
     const q = (a?: Stat, b?: Stat) => (a && b && b.median > 0 ? (a.median / b.median).toFixed(2) : '-');
@@ -99,9 +118,6 @@ function againstHandBuilt(res: BenchResult): string {
       `${shortLabel(pw)} vs ${shortLabel(ph)}: throughput ×${q(pw.tcp1.gbps, ph.tcp1.gbps)} (1 stream), ×${q(pw.tcp4?.gbps, ph.tcp4?.gbps)} (4 streams); RTT p50 ×${q(pw.latency?.p50Us, ph.latency?.p50Us)}; CPU per Gbit/s ×${q(pw.tcp1.cpuCoresPerGbps, ph.tcp1.cpuCoresPerGbps)}\n`,
     ];
   });
-  return lines.length > 0
-    ? `\nweft against the same path built by hand (1.00 = weft adds nothing):\n${lines.join('')}`
-    : '';
 }
 
 // ------------------------------------------------------------------------------------------- compare

@@ -1,6 +1,7 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { cpus } from 'node:os';
+import { execIn, spawnIn } from '../kernel/netns.js';
 import { run } from '../util/exec.js';
 import { WeftError } from '../util/errors.js';
 import type { Endpoint } from './result.js';
@@ -61,9 +62,7 @@ const busyCoresBetween = (a: CpuTimes, b: CpuTimes): number =>
 /** Waits until something listens on TCP `port` in `netns` (a server just spawned). */
 async function waitListening(netns: string, port: number, what: string): Promise<void> {
   for (let i = 0; i < 100; i++) {
-    const r = await run('ip', ['netns', 'exec', netns, 'ss', '-Hltn', `sport = :${port}`], {
-      allowFailure: true,
-    });
+    const r = await execIn(netns, ['ss', '-Hltn', `sport = :${port}`], { allowFailure: true });
     if (r.stdout.trim() !== '') return;
     await sleep(50);
   }
@@ -78,9 +77,7 @@ export function killServers(): void {
 }
 
 async function withServer<T>(netns: string, argv: string[], port: number, fn: () => Promise<T>): Promise<T> {
-  const server: ChildProcess = spawn('ip', ['netns', 'exec', netns, ...argv], {
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
+  const server: ChildProcess = spawnIn(netns, argv, { stdio: ['ignore', 'ignore', 'pipe'] });
   liveServers.add(server);
   let stderr = '';
   server.stderr?.on('data', (b: Buffer) => (stderr += b.toString()));
@@ -121,12 +118,9 @@ export async function iperf3(
   o: { streams: number; seconds: number; warmup: number; port: number },
 ): Promise<ThroughputSample> {
   return withServer(to.netns, ['iperf3', '-s', '-1', '-B', to.ip, '-p', String(o.port)], o.port, async () => {
-    const client = run(
-      'ip',
+    const client = execIn(
+      from.netns,
       [
-        'netns',
-        'exec',
-        from.netns,
         'iperf3',
         '-c',
         to.ip,
@@ -184,12 +178,9 @@ export async function sockperfPingPong(
 ): Promise<LatencySample> {
   const server = ['sockperf', 'server', '--tcp', '-i', to.ip, '-p', String(o.port)];
   return withServer(to.netns, server, o.port, async () => {
-    const r = await run(
-      'ip',
+    const r = await execIn(
+      from.netns,
       [
-        'netns',
-        'exec',
-        from.netns,
         'sockperf',
         'ping-pong',
         '--tcp',
@@ -225,9 +216,7 @@ export async function sockperfPingPong(
 export async function reachable(from: Endpoint, to: Endpoint, timeoutMs: number): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
   do {
-    const r = await run('ip', ['netns', 'exec', from.netns, 'ping', '-c', '1', '-W', '1', '-q', to.ip], {
-      allowFailure: true,
-    });
+    const r = await execIn(from.netns, ['ping', '-c', '1', '-W', '1', '-q', to.ip], { allowFailure: true });
     if (r.code === 0) return true;
     await sleep(200);
   } while (Date.now() < deadline);

@@ -53,6 +53,8 @@ export async function runAgent(o: Record<string, string | string[] | boolean | u
     cniServer: o.cniServer !== false,
     cloud: { cloud: s('cloud'), configFile: s('cloudConfig'), cluster: s('clusterName') ?? 'weft' },
     cloudResyncSeconds: num('cloudResync'),
+    takeOverFlannel: o.takeOverFlannel === true,
+    keepDataPath: o.keepDataPath === true,
     onLeft: () => {
       log.info('left the cluster');
       process.exit(0);

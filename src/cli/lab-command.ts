@@ -1,9 +1,9 @@
-import { spawnSync } from 'node:child_process';
 import { constants } from 'node:os';
 import type { Command } from 'commander';
 import { BACKEND_TYPES, type BackendType } from '../config/network-config.js';
 import { WeftError } from '../util/errors.js';
 import { formatTable } from '../util/table.js';
+import { registerLabServices } from './lab-services-command.js';
 
 /** `weft lab up|down|status|exec|backend|node|pod|agent`: a thin layer over src/lab. */
 export function registerLab(program: Command): void {
@@ -117,8 +117,8 @@ export function registerLab(program: Command): void {
       const { readState, resolveTarget } = await import('../lab/lab.js');
       const s = await readState(o.name ?? (await onlyLab()));
       const ns = resolveTarget(s, target);
-      const r = spawnSync('ip', ['netns', 'exec', ns, ...cmd], { stdio: 'inherit' });
-      process.exitCode = r.status ?? 1;
+      const { execInteractive } = await import('../kernel/netns.js');
+      process.exitCode = execInteractive(ns, cmd);
     });
 
   lab
@@ -139,6 +139,7 @@ export function registerLab(program: Command): void {
       });
     });
   registerLifecycle(lab, say);
+  registerLabServices(lab);
 }
 
 /** `weft lab node add|remove`, `weft lab pod add|del`, `weft lab agent kill|restart`: a running lab's parts. */
@@ -152,8 +153,11 @@ function registerLifecycle(lab: Command, say: (m: string) => void): void {
     .option('--pods <n>', 'pods to attach once its agent is ready')
     .action(async (o: { name?: string; pods?: string }) => {
       const { labAddNode } = await import('../lab/nodes.js');
-      const n = await labAddNode(await labName(o), { ...(o.pods !== undefined && { pods: count(o.pods) }) });
-      say(`node ${n.name} (${n.publicIP}) joined; its agent is ready`);
+      const n = await labAddNode(await labName(o), {
+        ...(o.pods !== undefined && { pods: count(o.pods) }),
+        progress: say,
+      });
+      say(`node ${n.name} (${n.publicIP}) joined; its agent is ready and every node reaches it`);
     });
   node
     .command('remove')

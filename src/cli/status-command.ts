@@ -12,6 +12,29 @@ interface StatusJson {
   etcd: { endpoints: string[]; up: boolean };
   peers: { subnet: string; publicIP: string; path: string; state?: string; reason?: string }[];
   earlierCloud?: { state: string; pairs: number; routes: number; reason?: string };
+  dataPath?: {
+    kind: string;
+    state: string;
+    pid?: number;
+    mode: string;
+    workers: number;
+    restarts: number;
+    reason?: string;
+    lastExit?: { at: string; reason: string };
+    counters?: { tx: { packets: number }; rx: { packets: number }; drops: Record<string, number> };
+  };
+}
+
+/** One line for a native data path (udp): its process, mode, restarts, and what it moved and dropped. */
+function dataPathLine(d: NonNullable<StatusJson['dataPath']>): string {
+  const c = d.counters;
+  const drops = c ? Object.entries(c.drops).map(([k, v]) => `${k} ${v}`) : [];
+  return [
+    `${d.kind} ${d.state}${d.pid ? ` (pid ${d.pid}, ${d.mode}, ${d.workers} worker${d.workers > 1 ? 's' : ''})` : ''}`,
+    `restarts ${d.restarts}${d.lastExit ? ` (last ${d.lastExit.at}: ${d.lastExit.reason})` : ''}`,
+    ...(c ? [`packets tx ${c.tx.packets} rx ${c.rx.packets}`, `drops ${drops.join(', ') || 'none'}`] : []),
+    ...(d.reason && d.state !== 'up' ? [d.reason] : []),
+  ].join('; ');
 }
 
 export async function printStatus(socket: string, json: boolean): Promise<number> {
@@ -27,6 +50,7 @@ export async function printStatus(socket: string, json: boolean): Promise<number
     `node:     ${s.iface ? `${s.iface.publicIP} on ${s.iface.name} (mtu ${s.iface.mtu})` : '-'}`,
     `lease:    ${s.lease ? `${s.lease.subnet}${s.lease.reservation ? ' (reservation)' : ''}${s.lease.vtepMac ? `  VTEP ${s.lease.vtepMac}` : ''}` : '-'}`,
     `etcd:     ${s.etcd.endpoints.join(',')} ${s.etcd.up ? 'up' : 'DOWN'}`,
+    ...(s.dataPath ? [`datapath: ${dataPathLine(s.dataPath)}`] : []),
     `peers:    ${s.peers.length}${countStates(s.peers)}`,
   ];
   if (s.earlierCloud && s.earlierCloud.state !== 'none')

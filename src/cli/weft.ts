@@ -59,6 +59,11 @@ program
   .option('--cloud-config <path>', "clouds.yaml to use (default: openstacksdk's search order)")
   .option('--cluster-name <name>', 'recorded as owner of every cloud route and pair', 'weft')
   .option('--cloud-resync <seconds>', 'period of the cloud re-check', '30')
+  .option(
+    '--take-over-flannel',
+    "adopt Flannel's data path on this node in place (device, lease, routes; its rules removed once weft's are in)",
+  )
+  .option('--keep-data-path', 'on stop, leave the nftables rules too (everything keeps forwarding; rollback)')
   .addOption(
     new Option('--log-level <level>', 'log level')
       .choices(['debug', 'info', 'warn', 'error'])
@@ -109,6 +114,25 @@ program
   });
 
 program
+  .command('hand-back-to-flannel')
+  .description(
+    'rollback, with the agent stopped (--keep-data-path): weft.<VNI> becomes flannel.<VNI> again for flanneld to reuse',
+  )
+  .option('--finish', "once flanneld is up: remove weft's nftables table")
+  .action(async (o: { finish?: boolean }) => {
+    const { handBackToFlannel } = await import('../agent/takeover.js');
+    const { TrafficManager } = await import('../agent/traffic.js');
+    const { createLogger } = await import('../util/log.js');
+    const log = createLogger({ level: 'warn' });
+    const lines = await handBackToFlannel({
+      finish: o.finish === true,
+      removeWeftRules: () => new TrafficManager(log).remove(),
+      log,
+    });
+    process.stdout.write(lines.join('\n') + '\n');
+  });
+
+program
   .command('install-cni')
   .description(
     'install weft-cni on this host: the plugin into --dir, its network config list into --conf-dir (atomic, idempotent)',
@@ -131,6 +155,8 @@ const { registerBench } = await import('./bench-command.js');
 registerBench(program);
 const { registerCloudRoutes } = await import('./cloud-routes-command.js');
 registerCloudRoutes(program);
+const { registerTrace } = await import('./trace-command.js');
+registerTrace(program);
 const { registerDemo } = await import('./demo-command.js');
 registerDemo(program);
 

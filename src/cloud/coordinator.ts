@@ -148,6 +148,8 @@ export class CloudRoutesCoordinator {
   #lastPass: CoordinatorStatus['lastPass'];
   #passes = 0;
   #dirty = false;
+  /** The last provider initialised: reaching the cloud needs one node port, even after that node left. */
+  #anyProvider: NeutronRouteProvider | undefined;
   #loop: Promise<void> | undefined;
   #timer: NodeJS.Timeout | undefined;
   #retry: NodeJS.Timeout | undefined;
@@ -361,6 +363,7 @@ export class CloudRoutesCoordinator {
     });
     e.caps = await p.init();
     e.provider = p;
+    this.#anyProvider = p;
     st.port = e.caps.node.portId;
     if (e.caps.router) st.router = e.caps.router.id;
     for (const n of e.caps.notes) this.#log.info({ node: st.node }, n);
@@ -368,14 +371,15 @@ export class CloudRoutesCoordinator {
   }
 
   /** Removes what a departed node owned; false when no provider can reach the cloud yet (retried). */
-  async #reap(node: string, hasRecords: boolean, fallback?: NeutronRouteProvider): Promise<boolean> {
+  async #reap(node: string, hasRecords: boolean): Promise<boolean> {
     const e = this.#nodes.get(node);
     if (!hasRecords) {
       this.#nodes.delete(node);
       return true;
     }
-    // Its own provider if it was ever initialised; else any node's (records say which router and port).
-    const p = e?.provider ?? [...this.#nodes.values()].find((x) => x.provider)?.provider ?? fallback;
+    // Its own provider if it was ever initialised; else any node's (records say which router and port),
+    // also one whose node was reaped a moment ago: its port outlives the reap.
+    const p = e?.provider ?? [...this.#nodes.values()].find((x) => x.provider)?.provider ?? this.#anyProvider;
     if (!p) {
       if (!this.#pendingReaps.includes(node))
         this.#log.warn(
@@ -404,7 +408,7 @@ export class CloudRoutesCoordinator {
   async releaseAll(): Promise<{ released: string[]; pending: string[] }> {
     const snap = await this.#o.source.read();
     for (const a of snap.nodes) {
-      if ([...this.#nodes.values()].some((x) => x.provider)) break;
+      if (this.#anyProvider) break;
       const e: Entry = {
         status: {
           node: a.node,
@@ -422,10 +426,8 @@ export class CloudRoutesCoordinator {
     }
     const released: string[] = [];
     const pending: string[] = [];
-    // Reaping a node forgets its provider: the others are reaped through the one found here.
-    const any = [...this.#nodes.values()].find((x) => x.provider)?.provider;
     for (const node of (await recordedOwners(this.#o.store, this.#o.cluster)).keys())
-      ((await this.#reap(node, true, any)) ? released : pending).push(node);
+      ((await this.#reap(node, true)) ? released : pending).push(node);
     this.#pendingReaps = pending;
     return { released, pending };
   }

@@ -157,6 +157,8 @@ export interface NetConf {
   requestedMac: string | undefined;
   prevResult: Record<string, unknown> | undefined;
   validAttachments: AttachmentKey[] | undefined;
+  /** host-local's allocation directory whose addresses weft-cni shares (a node taken over from Flannel; ipam.ts). */
+  hostLocalDir: string | undefined;
 }
 
 export const DEFAULTS = {
@@ -337,6 +339,13 @@ export function parseNetConf(raw: Record<string, unknown>, cniVersion: string): 
       return { containerId: a.containerID, ifname: a.ifname };
     });
   }
+  const hostLocalDir = raw.hostLocalDir === undefined ? undefined : str(raw, 'hostLocalDir', '');
+  if (hostLocalDir !== undefined && !hostLocalDir.startsWith('/'))
+    throw new CniError(
+      ERR.INVALID_CONFIG,
+      `hostLocalDir must be an absolute path, got ${JSON.stringify(hostLocalDir)}`,
+      "host-local's directory of the network, e.g. /var/lib/cni/networks/cbr0",
+    );
   return {
     cniVersion,
     name,
@@ -353,5 +362,6 @@ export function parseNetConf(raw: Record<string, unknown>, cniVersion: string): 
     requestedMac,
     prevResult,
     validAttachments,
+    hostLocalDir,
   };
 }

@@ -1,4 +1,5 @@
 import { existsSync } from 'node:fs';
+import { execIn } from '../kernel/netns.js';
 import { run } from '../util/exec.js';
 import { WeftError } from '../util/errors.js';
 
@@ -63,10 +64,8 @@ export async function execCni(inv: CniInvocation): Promise<CniOutput> {
     ...(inv.args !== undefined && { CNI_ARGS: inv.args }),
     ...inv.env,
   };
-  const [file, args] = inv.hostNetns
-    ? ['ip', ['netns', 'exec', inv.hostNetns, inv.plugin]]
-    : [inv.plugin, [] as string[]];
-  const res = await run(file, args, { env, input: JSON.stringify(inv.config), allowFailure: true });
+  const o = { env, input: JSON.stringify(inv.config), allowFailure: true };
+  const res = inv.hostNetns ? await execIn(inv.hostNetns, [inv.plugin], o) : await run(inv.plugin, [], o);
   return { exitCode: res.code, stdout: res.stdout, stderr: res.stderr };
 }
 

@@ -21,6 +21,8 @@ import {
 } from 'node:fs';
 import { Cidr, formatIPv4, parseIPv4, type IPv4 } from '../util/ipv4.js';
 import { CniError, ERR } from './errors.js';
+import { HostLocalDir } from './host-local.js';
+import type { AttachmentKey } from './names.js';
 
 export { attachmentHash, hostVethName, HOST_VETH_RE, type AttachmentKey } from './names.js';
 
@@ -107,7 +109,7 @@ export class FileLock {
           );
         }
         sleepMs(wait + Math.floor(Math.random() * wait));
-        wait = Math.min(wait * 2, 20);
+        wait = Math.min(wait * 2, 4); // holders keep it ~1 ms: a long nap only adds latency
       }
     } finally {
       try {
@@ -168,17 +170,25 @@ export class FileLock {
 
 export interface StoreOptions {
   lockTimeoutMs?: number;
+  /**
+   * host-local's directory of the same range, shared (a node taken over from Flannel, whose pods got
+   * their addresses from host-local): its addresses are never handed out, each one handed out is
+   * reserved there too, and an attachment's files there are released with it (host-local.ts).
+   */
+  hostLocalDir?: string;
 }
 
 /** The allocation directory of one network on one node. */
 export class IpamStore {
   readonly dir: string;
   private readonly lock: FileLock;
+  private readonly shared: HostLocalDir | undefined;
   private locked = false;
 
   constructor(dir: string, opts: StoreOptions = {}) {
     this.dir = dir;
     this.lock = new FileLock(`${dir}/lock`, opts.lockTimeoutMs ?? 30_000);
+    this.shared = opts.hostLocalDir === undefined ? undefined : new HostLocalDir(opts.hostLocalDir);
   }
 
   /** Runs fn holding the store's lock (creating the directory first). */
@@ -231,10 +241,31 @@ export class IpamStore {
 
   /**
    * Picks a free address of `subnet` (never the network, gateway or broadcast address), after the last
-   * one handed out so that a released address is not reused at once, or exactly `requested`.
+   * one handed out so that a released address is not reused at once, or exactly `requested`. With a
+   * shared host-local directory, for the attachment `key`: none of its addresses, and the one picked
+   * reserved there (exclusively: a host-local ADD running at the same time loses or wins cleanly).
    */
-  pick(subnet: Cidr, gateway: IPv4, used: Set<IPv4>, requested?: IPv4): IPv4 {
+  pick(subnet: Cidr, gateway: IPv4, used: Set<IPv4>, requested?: IPv4, key?: AttachmentKey): IPv4 {
     this.assertLocked();
+    if (!this.shared || !key) return this.choose(subnet, gateway, used, requested);
+    this.shared.release(key); // a reservation of an ADD of this attachment that died before its record
+    const taken = new Set([...used, ...this.shared.used()]);
+    for (;;) {
+      const ip = this.choose(subnet, gateway, taken, requested);
+      if (this.shared.reserve(formatIPv4(ip), key)) return ip;
+      taken.add(ip); // host-local gave it meanwhile
+    }
+  }
+
+  /**
+   * Releases what host-local's directory holds for the attachment (a pod Flannel's CNI attached, as
+   * host-local's own DEL would); returns the addresses. Nothing without a shared directory.
+   */
+  releaseShared(key: AttachmentKey): string[] {
+    return this.shared?.release(key) ?? [];
+  }
+
+  private choose(subnet: Cidr, gateway: IPv4, used: Set<IPv4>, requested?: IPv4): IPv4 {
     const first = subnet.len >= 31 ? subnet.ip : subnet.host(1);
     const last = subnet.len >= 31 ? subnet.last : (subnet.last - 1) >>> 0;
     const usable = (ip: IPv4) => ip >= first && ip <= last && ip !== gateway;
@@ -283,8 +314,13 @@ export class IpamStore {
     return { ip, hash, file };
   }
 
+  /** Removes an allocation (and, when shared, its reservation in host-local's directory). */
   remove(a: Allocation): void {
     this.assertLocked();
+    if (this.shared) {
+      const rec = this.read(a);
+      if (rec) this.shared.release({ containerId: rec.containerId, ifname: rec.ifname });
+    }
     try {
       unlinkSync(`${this.dir}/${a.file}`);
     } catch (e) {

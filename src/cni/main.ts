@@ -6,25 +6,26 @@
  *
  * Start-up is on the hot path of every pod: only Node built-ins and small local modules are loaded.
  */
-import { spawn } from 'node:child_process';
 import { readSync, writeSync } from 'node:fs';
+import { localLinkNames } from '../kernel/iproute.js';
+import { deleteLink } from '../kernel/kernel.js';
 import { CniError, ERR } from './errors.js';
-import { localLinkNames, tool, trace } from './ip.js';
+import { trace } from './ip.js';
 import { attachmentHash, hostVethName } from './names.js';
 import { asCniError, errorOutcome, runCni } from './run.js';
 
 /**
- * DEL's slowest part is the kernel deleting the veth pair (~20 ms). It needs only the attachment's host
- * veth name, so it is started (asynchronously) before the rest of the plugin is loaded, and overlaps it.
+ * DEL's slowest part is the kernel deleting the veth pair. It needs only the attachment's host veth
+ * name, so it is started before the rest of the plugin is loaded (with iproute2 the `ip` process
+ * overlaps the loading); cmdDel checks the outcome and retries if needed.
  */
 function startVethDelete(containerId: string, ifname: string): Promise<void> {
   const veth = hostVethName(attachmentHash({ containerId, ifname }));
   if (!localLinkNames().has(veth)) return Promise.resolve();
-  return new Promise((resolve) => {
-    const child = spawn(tool('ip'), ['link', 'del', veth], { stdio: 'ignore' });
-    child.on('error', () => resolve());
-    child.on('close', () => resolve()); // cmdDel checks the outcome and retries if needed
-  });
+  return deleteLink(veth).then(
+    () => undefined,
+    () => undefined,
+  );
 }
 
 function readStdin(): string {

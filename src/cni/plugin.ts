@@ -2,9 +2,11 @@
  * The CNI verbs of weft-cni: a Linux bridge whose address is the gateway of the node's lease (from the
  * agent's subnet.env), one veth pair per attachment, addresses from weft's own allocation store.
  *
- * ADD costs three `ip` processes in the common case: one query of the bridge, one batch in the node's
- * namespace (veth pair created with its peer directly inside the pod's namespace, enslaved, up) and one
- * batch inside the pod's namespace (address, up, routes).
+ * Kernel changes are Ops carried out by the kernel layer (src/kernel): in-process over netlink when its
+ * addon is built, else as `ip -batch` processes. An ADD is two steps in the common case: one in the
+ * node's namespace (veth pair created with its peer directly inside the pod's namespace, enslaved, up)
+ * and one inside the pod's namespace (address, up, routes); the bridge is checked without asking the
+ * kernel when the last ADD left it right. A DEL deletes the host veth and returns once it is gone.
  */
 import { mkdirSync, readFileSync, renameSync, statfsSync, writeFileSync } from 'node:fs';
 import { threadId } from 'node:worker_threads';
@@ -13,17 +15,15 @@ import { describeError } from '../util/errors.js';
 import { formatIPv4, parseIPv4, Cidr, type IPv4 } from '../util/ipv4.js';
 import { compareVersions, type CniEnv, type Dns, type NetConf } from './config.js';
 import { CniError, ERR } from './errors.js';
-import {
-  ensureSysctl,
-  exec,
-  ipBatch,
-  ipBatchOrThrow,
-  ipJson,
-  localLinkNames,
-  trace,
-  type IpLink,
-  type IpRoute,
-} from './ip.js';
+import { batchSync, type OpFailure } from '../kernel/batch.js';
+import { isExists, isNotFound, KernelError } from '../kernel/errors.js';
+import { Q, querySync, localLinkNames } from '../kernel/iproute.js';
+import { deleteLinkSync, kernelOps } from '../kernel/kernel.js';
+import { nftApplySync } from '../kernel/nft.js';
+import type { Op } from '../kernel/ops.js';
+import { ensureSysctlSync } from '../kernel/sysctl.js';
+import type { LinkWithAddrs, RouteEntry } from '../kernel/types.js';
+import { trace } from './ip.js';
 import {
   attachmentHash,
   hostVethName,
@@ -66,10 +66,10 @@ function faultPoint(point: string): void {
 
 function store(conf: NetConf): IpamStore {
   const t = Number(process.env.WEFT_CNI_LOCK_TIMEOUT_MS);
-  return new IpamStore(
-    `${conf.dataDir}/${conf.name}`,
-    Number.isFinite(t) && t > 0 ? { lockTimeoutMs: t } : {},
-  );
+  return new IpamStore(`${conf.dataDir}/${conf.name}`, {
+    ...(Number.isFinite(t) && t > 0 && { lockTimeoutMs: t }),
+    ...(conf.hostLocalDir !== undefined && { hostLocalDir: conf.hostLocalDir }),
+  });
 }
 
 function errnoOf(e: unknown): string {
@@ -152,9 +152,18 @@ interface BridgeState {
   replaced: string[];
 }
 
-function queryBridge(name: string): IpLink | undefined {
-  return ipJson<IpLink[]>(['-d', 'addr', 'show', 'dev', name])?.[0];
+function queryBridge(name: string): LinkWithAddrs | undefined {
+  const link = querySync(Q.linkAddrs(name));
+  trace('bridge query');
+  return link;
 }
+
+/** Carries out Ops in the node's namespace (or `netns`), stopping at the first failure. */
+function kernel(ops: Op[], o: { netns?: string; keepGoing?: boolean } = {}): OpFailure[] {
+  return kernelOps().executeSync(ops, { netns: o.netns, stopOnFailure: !o.keepGoing });
+}
+
+const answers = (fs: readonly OpFailure[]) => fs.map((f) => f.message).join('; ');
 
 /**
  * Makes the bridge exist, be up, and carry exactly the gateway address of the node's current subnet.
@@ -185,10 +194,8 @@ function ensureBridge(name: string, env: SubnetEnv, mtu: number, stateFile: stri
 function configureBridge(name: string, env: SubnetEnv, mtu: number): BridgeState {
   let link = queryBridge(name);
   if (!link) {
-    const r = ipBatch([`link add ${name} address ${mac(0x0a, env.gateway)} mtu ${mtu} type bridge`]);
-    if (r.code !== 0 && !/File exists/.test(r.stderr)) {
-      throw new CniError(ERR.KERNEL, `cannot create bridge ${name}: ${r.stderr.trim()}`);
-    }
+    const [f] = kernel([{ op: 'link-add-bridge', name, address: mac(0x0a, env.gateway), mtu }]);
+    if (f && !isExists(f)) throw new CniError(ERR.KERNEL, `cannot create bridge ${name}: ${f.message}`);
     link = queryBridge(name);
     if (!link) throw new CniError(ERR.KERNEL, `bridge ${name} vanished right after it was created`);
   }
@@ -202,30 +209,28 @@ function configureBridge(name: string, env: SubnetEnv, mtu: number): BridgeState
   }
   const gw = formatIPv4(env.gateway);
   const len = env.subnet.len;
-  const v4 = (link.addr_info ?? []).filter((a) => a.family === 'inet');
+  const v4 = link.addr_info.filter((a) => a.family === 'inet');
   const others = v4
     .filter((a) => !(a.local === gw && a.prefixlen === len))
     .map((a) => `${a.local}/${a.prefixlen}`);
-  const lines = others.map((a) => `addr del ${a} dev ${name}`);
-  if (others.length === v4.length) lines.push(`addr replace ${gw}/${len} broadcast + dev ${name}`);
-  if (!(link.flags ?? []).includes('UP')) lines.push(`link set ${name} up`);
-  if (lines.length > 0) {
-    // Concurrent ADDs may race on these lines: tolerate failures, then verify the outcome.
-    const r = ipBatch(lines, { force: true });
-    if (r.code !== 0) {
+  const ops: Op[] = others.map((cidr) => ({ op: 'addr-del', dev: name, cidr }));
+  if (others.length === v4.length)
+    ops.push({ op: 'addr-replace', dev: name, cidr: `${gw}/${len}`, broadcast: true });
+  if (!link.flags.includes('UP')) ops.push({ op: 'link-set', name, up: true });
+  if (ops.length > 0) {
+    // Concurrent ADDs may race on these changes: tolerate failures, then verify the outcome.
+    const fs = kernel(ops, { keepGoing: true });
+    if (fs.length > 0) {
       const after = queryBridge(name);
       const ok =
         after !== undefined &&
-        (after.flags ?? []).includes('UP') &&
-        (after.addr_info ?? [])
+        after.flags.includes('UP') &&
+        after.addr_info
           .filter((a) => a.family === 'inet')
           .every((a) => a.local === gw && a.prefixlen === len) &&
-        (after.addr_info ?? []).some((a) => a.family === 'inet');
+        after.addr_info.some((a) => a.family === 'inet');
       if (!ok)
-        throw new CniError(
-          ERR.KERNEL,
-          `cannot configure bridge ${name} with ${gw}/${len}: ${r.stderr.trim()}`,
-        );
+        throw new CniError(ERR.KERNEL, `cannot configure bridge ${name} with ${gw}/${len}: ${answers(fs)}`);
     }
     if (others.length > 0) {
       warn(
@@ -234,7 +239,7 @@ function configureBridge(name: string, env: SubnetEnv, mtu: number): BridgeState
       );
     }
   }
-  return { mac: link.address ?? '', replaced: others };
+  return { mac: link.address, replaced: others };
 }
 
 /** The address the runtime asked for, if any (runtimeConfig.ips / args.cni.ips, else CNI_ARGS IP). */
@@ -303,21 +308,26 @@ function ensureIpMasq(conf: NetConf, env: SubnetEnv): void {
     `  }`,
     `}`,
   ].join('\n');
-  const r = exec('nft', ['-f', '-'], rules + '\n');
-  if (r.code !== 0)
-    throw new CniError(ERR.KERNEL, `cannot install the ipMasq rule (table ip ${t}): ${r.stderr.trim()}`);
+  try {
+    nftApplySync(rules + '\n');
+  } catch (e) {
+    const why = e instanceof KernelError ? e.reason : describeError(e);
+    throw new CniError(ERR.KERNEL, `cannot install the ipMasq rule (table ip ${t}): ${why}`);
+  }
 }
 
 function deleteHostVeth(name: string): void {
   if (!localLinkNames().has(name)) return;
-  const r = ipBatch([`link del ${name}`]);
-  if (r.code !== 0 && !/Cannot find device|does not exist/.test(r.stderr)) {
-    throw new CniError(ERR.KERNEL, `cannot delete ${name}: ${r.stderr.trim()}`);
-  }
+  const f = deleteLinkSync(name);
+  if (f && !isNotFound(f)) throw new CniError(ERR.KERNEL, `cannot delete ${name}: ${f.message}`);
 }
 
 function podIfaceExists(netns: string, ifname: string): boolean {
-  return ipJson<IpLink[]>(['link', 'show', 'dev', ifname], netns) !== undefined;
+  try {
+    return querySync(Q.link(ifname), netns) !== undefined;
+  } catch {
+    return false;
+  }
 }
 
 // ---------------------------------------------------------------------------------------------- ADD
@@ -360,7 +370,7 @@ export function cmdAdd(env: CniEnv, conf: NetConf, cniArgs: Map<string, string>)
     for (const a of mine) if (a !== reuse) st.remove(a);
     if (reuse) return reuse;
     const used = new Set(all.filter((a) => a.hash !== hash).map((a) => a.ip));
-    const ip = st.pick(senv.subnet, senv.gateway, used, requested);
+    const ip = st.pick(senv.subnet, senv.gateway, used, requested, key);
     fresh = true;
     const rec: AllocationRecord = {
       containerId: key.containerId,
@@ -381,14 +391,20 @@ export function cmdAdd(env: CniEnv, conf: NetConf, cniArgs: Map<string, string>)
   const hostMac = mac(0x0e, alloc.ip);
   let hostCreated = false;
   try {
-    const hostLines = [
-      `link add ${veth} mtu ${mtu} address ${hostMac} type veth peer name ${key.ifname} mtu ${mtu} address ${podMac} netns ${netns}`,
-      `link set ${veth} master ${conf.bridge}`,
-      ...(conf.hairpinMode ? [`link set ${veth} type bridge_slave hairpin on`] : []),
-      `link set ${veth} up`,
+    const hostOps: Op[] = [
+      {
+        op: 'link-add-veth',
+        name: veth,
+        mtu,
+        address: hostMac,
+        peer: { name: key.ifname, mtu, address: podMac, netns },
+      },
+      { op: 'link-set', name: veth, master: conf.bridge },
+      ...(conf.hairpinMode ? [{ op: 'link-set', name: veth, hairpin: true } as const] : []),
+      { op: 'link-set', name: veth, up: true },
     ];
-    let r = ipBatch(hostLines);
-    if (r.code !== 0 && r.failed[0] === 1 && /File exists/.test(r.stderr)) {
+    let fs = kernel(hostOps);
+    if (fs[0]?.index === 0 && isExists(fs[0])) {
       if (podIfaceExists(netns, key.ifname)) {
         throw new CniError(
           ERR.IFACE_EXISTS,
@@ -397,16 +413,12 @@ export function cmdAdd(env: CniEnv, conf: NetConf, cniArgs: Map<string, string>)
         );
       }
       // A host end left by an earlier, interrupted ADD of this attachment: replace it.
-      r = ipBatch([`link del ${veth}`, ...hostLines]);
+      fs = kernel([{ op: 'link-del', name: veth }, ...hostOps]);
     }
-    if (r.code !== 0) {
+    trace('host ops');
+    if (fs.length > 0) {
       hostCreated = true;
-      const line =
-        r.failed[0] !== undefined ? hostLines[Math.min(r.failed[0], hostLines.length) - 1] : undefined;
-      throw new CniError(
-        ERR.KERNEL,
-        `"ip ${line ?? hostLines[0]}" failed: ${r.stderr.replace(/Command failed.*\n?/g, '').trim()}`,
-      );
+      throw new CniError(ERR.KERNEL, `"${fs[0]!.command}" failed: ${fs[0]!.message}`);
     }
     hostCreated = true;
     faultPoint('after-host');
@@ -415,19 +427,26 @@ export function cmdAdd(env: CniEnv, conf: NetConf, cniArgs: Map<string, string>)
     const routes: ResultRoute[] = [];
     if (network.len > 0 && !network.equals(senv.subnet)) routes.push({ dst: network.toString(), gw });
     if (conf.isDefaultGateway) routes.push({ dst: '0.0.0.0/0', gw });
-    ipBatchOrThrow(
+    const [pf] = kernel(
       [
-        `addr add ${ip}/${len} broadcast + dev ${key.ifname}`,
-        `link set ${key.ifname} up`,
-        ...routes.map(
-          (rt) =>
-            `route append ${rt.dst === '0.0.0.0/0' ? 'default' : rt.dst} via ${rt.gw} dev ${key.ifname}`,
-        ),
+        { op: 'addr-add', dev: key.ifname, cidr: `${ip}/${len}`, broadcast: true },
+        { op: 'link-set', name: key.ifname, up: true },
+        ...routes.map((rt): Op => ({
+          op: 'route-append',
+          dst: rt.dst === '0.0.0.0/0' ? 'default' : rt.dst,
+          via: rt.gw,
+          dev: key.ifname,
+        })),
       ],
       { netns },
-      'configuring the pod interface',
     );
-    ensureSysctl('/proc/sys/net/ipv4/ip_forward', '1');
+    trace('pod ops');
+    if (pf)
+      throw new CniError(
+        ERR.KERNEL,
+        `configuring the pod interface: "${pf.command}" in ${netns} failed: ${pf.message}`,
+      );
+    ensureSysctlSync('net.ipv4.ip_forward', '1');
     if (conf.ipMasq) ensureIpMasq(conf, senv);
 
     const ours: CniResult = {
@@ -528,8 +547,27 @@ export function cmdDel(env: CniEnv, conf: NetConf): void {
     const v = st.read(a)?.hostVeth;
     if (v && HOST_VETH_RE.test(v)) veths.add(v);
   }
+  trace('found');
   for (const v of veths) deleteHostVeth(v);
+  trace('veth deleted');
   if (mine.length > 0) st.withLock(() => st.findByHash(hash).forEach((a) => st.remove(a)));
+  // A pod Flannel's CNI attached (hostLocalDir): released as host-local's DEL would, and its veth
+  // (the bridge plugin's, not named by weft) deleted from inside the pod's namespace.
+  const foreign = st.releaseShared(key);
+  if (foreign.length > 0 && mine.length === 0 && env.netns) deletePodIface(env.netns, key.ifname);
+  trace('released');
+}
+
+/** Deletes the pod's end of a veth pair (which takes the host end with it); gone already is fine. */
+function deletePodIface(netns: string, ifname: string): void {
+  let f: OpFailure | undefined;
+  try {
+    [f] = kernel([{ op: 'link-del', name: ifname }], { netns });
+  } catch {
+    return; // the namespace is gone, and the pair with it
+  }
+  if (f && !isNotFound(f))
+    throw new CniError(ERR.KERNEL, `cannot delete ${ifname} in ${netns}: ${f.message}`);
 }
 
 // -------------------------------------------------------------------------------------------- CHECK
@@ -562,14 +600,15 @@ export function cmdCheck(env: CniEnv, conf: NetConf): void {
   if (mine.length === 0) fail(`no address is reserved for this attachment in ${st.dir}`);
 
   // Pod side: interface, addresses, routes.
-  const r = ipBatch([`addr show dev ${key.ifname}`, 'route show'], { netns, json: true, force: true });
+  const r = batchSync([`addr show dev ${key.ifname}`, 'route show'], { netns, json: true });
   const docs = r.stdout
     .split('\n')
     .filter((l) => l.trim().startsWith('['))
     .map((l) => JSON.parse(l) as unknown[]);
-  if (r.failed.includes(1) || docs.length < 2) fail(`interface ${key.ifname} does not exist in ${netns}`);
-  const link = (docs[0] as IpLink[])[0];
-  const kroutes = docs[1] as IpRoute[];
+  if (r.failures.some((f) => f.line === 1) || docs.length < 2)
+    fail(`interface ${key.ifname} does not exist in ${netns}`);
+  const link = (docs[0] as LinkWithAddrs[])[0];
+  const kroutes = docs[1] as RouteEntry[];
   if (!link) return fail(`interface ${key.ifname} does not exist in ${netns}`);
   const want = ifaces[podIdx]!;
   if (want.mac && link.address && want.mac.toLowerCase() !== link.address.toLowerCase()) {
@@ -577,15 +616,13 @@ export function cmdCheck(env: CniEnv, conf: NetConf): void {
   }
   if (want.mtu !== undefined && link.mtu !== want.mtu)
     fail(`interface ${key.ifname} has MTU ${link.mtu}, prevResult says ${want.mtu}`);
-  if (!(link.flags ?? []).includes('UP')) fail(`interface ${key.ifname} is down`);
+  if (!link.flags.includes('UP')) fail(`interface ${key.ifname} is down`);
   const ips = Array.isArray(prev.ips) ? (prev.ips as ResultIp[]) : [];
   for (const ipc of ips) {
     if (ipc.interface !== undefined && ipc.interface !== podIdx) continue;
     if (ipc.address.includes(':')) continue;
     const [a, p] = ipc.address.split('/');
-    if (
-      !(link.addr_info ?? []).some((x) => x.family === 'inet' && x.local === a && x.prefixlen === Number(p))
-    ) {
+    if (!link.addr_info.some((x) => x.family === 'inet' && x.local === a && x.prefixlen === Number(p))) {
       fail(`address ${ipc.address} is missing on ${key.ifname}`);
     }
     if (!mine.some((m) => formatIPv4(m.ip) === a))
@@ -601,7 +638,7 @@ export function cmdCheck(env: CniEnv, conf: NetConf): void {
   }
 
   // Node side: the host end on the bridge, and the bridge with the gateway address.
-  const veth = ipJson<IpLink[]>(['link', 'show', 'dev', hostVethName(hash)])?.[0];
+  const veth = querySync(Q.link(hostVethName(hash)));
   if (!veth) fail(`host interface ${hostVethName(hash)} does not exist`);
   if (veth!.master !== conf.bridge)
     fail(`host interface ${hostVethName(hash)} is not attached to ${conf.bridge}`);
@@ -609,7 +646,7 @@ export function cmdCheck(env: CniEnv, conf: NetConf): void {
   if (!br) fail(`bridge ${conf.bridge} does not exist`);
   const gws = ips.map((i) => i.gateway).filter((g): g is string => typeof g === 'string' && !g.includes(':'));
   for (const g of gws) {
-    if (!(br!.addr_info ?? []).some((x) => x.family === 'inet' && x.local === g))
+    if (!br!.addr_info.some((x) => x.family === 'inet' && x.local === g))
       fail(`bridge ${conf.bridge} does not have the gateway address ${g}`);
   }
 }
@@ -657,21 +694,22 @@ export function cmdGc(conf: NetConf): void {
     });
   }
   const validVeths = new Set([...valid].map((h) => hostVethName(h)));
-  const onBridge = ipJson<IpLink[]>(['link', 'show', 'master', conf.bridge]) ?? [];
+  let onBridge: { ifname: string }[] = [];
+  try {
+    onBridge = querySync(Q.linksOf(conf.bridge));
+  } catch (e) {
+    errors.push(describeError(e));
+  }
   const toDelete = new Set(stale.map((s) => s.veth));
   for (const l of onBridge)
     if (HOST_VETH_RE.test(l.ifname) && !validVeths.has(l.ifname)) toDelete.add(l.ifname);
   const present = localLinkNames();
-  const lines = [...toDelete].filter((v) => present.has(v)).map((v) => `link del ${v}`);
   const failedVeths = new Set<string>();
-  if (lines.length > 0) {
-    const r = ipBatch(lines, { force: true });
-    for (const n of r.failed) {
-      const v = lines[n - 1]!.slice('link del '.length);
-      if (localLinkNames().has(v)) {
-        failedVeths.add(v);
-        errors.push(`cannot delete ${v}`);
-      }
+  for (const v of [...toDelete].filter((x) => present.has(x))) {
+    const f = deleteLinkSync(v);
+    if (f && localLinkNames().has(v)) {
+      failedVeths.add(v);
+      errors.push(`cannot delete ${v}: ${f.message}`);
     }
   }
   if (stale.length > 0) {

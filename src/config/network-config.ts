@@ -7,17 +7,24 @@ import { ConfigError } from '../util/errors.js';
  * the field and the problem in one line.
  */
 
-export const BACKEND_TYPES = ['vxlan', 'host-gw', 'neutron', 'auto'] as const;
+export const BACKEND_TYPES = ['vxlan', 'host-gw', 'neutron', 'auto', 'udp'] as const;
 export type BackendType = (typeof BACKEND_TYPES)[number];
+
+/** Extra keys of a network config's Backend object beside `Type` (udp's `Batch`, say), as written. */
+export type BackendOptions = Record<string, unknown>;
 
 export interface BackendConfig {
   type: BackendType;
   /** VXLAN network identifier (vxlan, and auto's fallback path). */
   vni: number;
-  /** UDP destination port of the VXLAN device. */
+  /** UDP destination port: of the VXLAN device (vxlan, auto), of the tunnel datagrams (udp). */
   port: number;
   /** Explicit underlay MTU to derive the pod MTU from, instead of the interface's. */
   mtu: number | undefined;
+  /** udp: most packets per system call; 1 is Flannel's proxy (one packet per call, no offloads). */
+  batch: number;
+  /** udp: data-path threads (a TUN queue and a socket each); undefined: chosen from the CPU count. */
+  workers: number | undefined;
   /** The raw Backend object, for backend-specific keys (e.g. the cloud settings of `neutron`). */
   raw: Record<string, unknown>;
 }
@@ -31,7 +38,10 @@ export interface NetworkConfig {
 }
 
 export const DEFAULT_VXLAN_PORT = 8472;
+/** Flannel's udp backend port. */
+export const DEFAULT_UDP_PORT = 8285;
 export const DEFAULT_VNI = 1;
+export const DEFAULT_UDP_BATCH = 64;
 
 type Obj = Record<string, unknown>;
 
@@ -142,7 +152,15 @@ function parseBackend(obj: Obj): BackendConfig {
   const [bk, bv] = field(obj, 'Backend');
   // Flannel silently falls back to "udp" when Backend is absent; weft's default is explicit: vxlan.
   if (bv === undefined || bv === null)
-    return { type: 'vxlan', vni: DEFAULT_VNI, port: DEFAULT_VXLAN_PORT, mtu: undefined, raw: {} };
+    return {
+      type: 'vxlan',
+      vni: DEFAULT_VNI,
+      port: DEFAULT_VXLAN_PORT,
+      mtu: undefined,
+      batch: DEFAULT_UDP_BATCH,
+      workers: undefined,
+      raw: {},
+    };
   if (typeof bv !== 'object' || Array.isArray(bv))
     throw new ConfigError(bk, 'must be an object such as {"Type": "vxlan"}');
   const b = bv as Obj;
@@ -158,9 +176,12 @@ function parseBackend(obj: Obj): BackendConfig {
   const p = `${bk}.`;
   const vni = intField(b, 'VNI', p, 1, 16777215) ?? DEFAULT_VNI;
   const portV = intField(b, 'Port', p, 0, 65535);
-  const port = portV === undefined || portV === 0 ? DEFAULT_VXLAN_PORT : portV;
+  const defaultPort = type === 'udp' ? DEFAULT_UDP_PORT : DEFAULT_VXLAN_PORT;
+  const port = portV === undefined || portV === 0 ? defaultPort : portV;
   const mtu = intField(b, 'MTU', p, 576, 65535);
-  return { type: type as BackendType, vni, port, mtu, raw: b };
+  const batch = intField(b, 'Batch', p, 1, 1024) ?? DEFAULT_UDP_BATCH;
+  const workers = intField(b, 'Workers', p, 1, 16);
+  return { type: type as BackendType, vni, port, mtu, batch, workers, raw: b };
 }
 
 /** The config written into etcd by labs and tests, in Flannel's JSON spelling. */

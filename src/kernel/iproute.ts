@@ -1,138 +1,117 @@
-import { run } from '../util/exec.js';
+import { readFileSync } from 'node:fs';
+import { batch as runBatch, type BatchFailure } from './batch.js';
+import { KernelError, isNotFound } from './errors.js';
+import { argvIn, runTool, runToolSync, type ToolResult } from './exec.js';
+import type { BatchTool } from './ops.js';
+import type { FdbEntry, Link, LinkWithAddrs, NeighEntry, RouteEntry } from './types.js';
 
 /**
- * iproute2 as the kernel interface: `ip -json` to read, `ip -batch` / `bridge -batch` to write many
- * objects in one process. Every function acts on the calling process's network namespace.
+ * iproute2 as the kernel interface for reading: `ip -j` / `bridge -j` queries, each with an
+ * asynchronous front end (agent, lab, bench) and a synchronous one (CNI plugin), and the same parser
+ * behind both. Changes go through kernel.ts (Ops: netlink or iproute2) or batch.ts (raw batch lines).
  */
 
-export interface Link {
-  ifindex: number;
-  ifname: string;
-  mtu: number;
-  address: string;
-  flags: string[];
-  operstate: string;
-  master?: string;
-  linkinfo?: { info_kind?: string; info_data?: Record<string, unknown> };
+export type { FdbEntry, Link, LinkWithAddrs, NeighEntry, RouteEntry, AddrInfo } from './types.js';
+export type { BatchFailure } from './batch.js';
+export { sysctlRead, sysctlWrite } from './sysctl.js';
+
+/** A query: the command, and how its output becomes a value (undefined for "no such object"). */
+export interface Query<T> {
+  tool: BatchTool;
+  args: string[];
+  parse(r: ToolResult, command: string): T;
 }
 
-export interface AddrInfo {
-  family: string;
-  local: string;
-  prefixlen: number;
-  scope?: string;
-}
-
-export interface LinkWithAddrs extends Link {
-  addr_info: AddrInfo[];
-}
-
-export interface RouteEntry {
-  dst: string;
-  gateway?: string;
-  dev?: string;
-  flags?: string[];
-  protocol?: string;
-  scope?: string;
-  prefsrc?: string;
-}
-
-export interface NeighEntry {
-  dst: string;
-  lladdr?: string;
-  state?: string[];
-}
-
-export interface FdbEntry {
-  mac: string;
-  dst?: string;
-  flags?: string[];
-  state?: string;
-}
-
-async function ipJson<T>(args: string[], cmd = 'ip'): Promise<T[]> {
-  const r = await run(cmd, ['-j', ...args]);
+function json<T>(r: ToolResult, command: string): T[] {
+  if (r.code !== 0) throw new KernelError(command, r.stderr.trim() || `exit ${String(r.code)}`);
   const text = r.stdout.trim();
-  return text === '' ? [] : (JSON.parse(text) as T[]);
+  try {
+    return text === '' ? [] : (JSON.parse(text) as T[]);
+  } catch {
+    throw new KernelError(command, 'printed output that is not JSON');
+  }
 }
 
-/** `ip -j ARGS` inside a named network namespace: for tools that inspect a lab from outside (read only). */
-export const ipJsonIn = <T>(netns: string, args: string[]): Promise<T[]> => ipJson<T>(['-n', netns, ...args]);
+/** A list; an error when the command fails. */
+const list = <T>(tool: BatchTool, args: string[]): Query<T[]> => ({
+  tool,
+  args: ['-j', ...args],
+  parse: json<T>,
+});
 
-export async function getLink(name: string): Promise<Link | undefined> {
-  const r = await run('ip', ['-j', '-d', 'link', 'show', 'dev', name], { allowFailure: true });
-  if (r.code !== 0) return undefined;
-  return (JSON.parse(r.stdout) as Link[])[0];
+/** A list of one device's objects: empty when the device does not exist. */
+const listOfDevice = <T>(tool: BatchTool, args: string[]): Query<T[]> => ({
+  tool,
+  args: ['-j', ...args],
+  parse: (r, c) => (r.code !== 0 && isNotFound(r.stderr) ? [] : json<T>(r, c)),
+});
+
+/** One object: undefined when it does not exist. */
+const one = <T>(tool: BatchTool, args: string[]): Query<T | undefined> => ({
+  tool,
+  args: ['-j', ...args],
+  parse: (r, c) => (r.code !== 0 && isNotFound(r.stderr) ? undefined : json<T>(r, c)[0]),
+});
+
+export const Q = {
+  /** A device with details (kind and its parameters); undefined when absent. */
+  link: (name: string) => one<Link>('ip', ['-d', 'link', 'show', 'dev', name]),
+  links: () => list<Link>('ip', ['-d', 'link', 'show']),
+  /** The devices enslaved to a bridge; empty when the bridge does not exist. */
+  linksOf: (master: string) => listOfDevice<Link>('ip', ['link', 'show', 'master', master]),
+  /** A device with its addresses (and details); undefined when absent. */
+  linkAddrs: (name: string) => one<LinkWithAddrs>('ip', ['-d', 'addr', 'show', 'dev', name]),
+  addrs: (dev?: string) => list<LinkWithAddrs>('ip', ['addr', 'show', ...(dev ? ['dev', dev] : [])]),
+  routes: (args: string[] = []) => list<RouteEntry>('ip', ['route', 'show', ...args]),
+  neighs: (dev: string) => listOfDevice<NeighEntry>('ip', ['neigh', 'show', 'dev', dev]),
+  fdb: (dev: string) => listOfDevice<FdbEntry>('bridge', ['fdb', 'show', 'dev', dev]),
+};
+
+export async function query<T>(q: Query<T>, netns?: string): Promise<T> {
+  const r = await runTool(q.tool, q.args, { netns });
+  return q.parse(r, argvIn(netns, q.tool, q.args).join(' '));
 }
 
-export const listLinks = (): Promise<Link[]> => ipJson<Link>(['-d', 'link', 'show']);
-
-export async function listAddrs(dev?: string): Promise<LinkWithAddrs[]> {
-  return ipJson<LinkWithAddrs>(['addr', 'show', ...(dev ? ['dev', dev] : [])]);
+export function querySync<T>(q: Query<T>, netns?: string): T {
+  const r = runToolSync(q.tool, q.args, { netns });
+  return q.parse(r, argvIn(netns, q.tool, q.args).join(' '));
 }
 
+// ------------------------------------------------------------------- the agent's names for them
+
+export const getLink = (name: string): Promise<Link | undefined> => query(Q.link(name));
+export const listLinks = (): Promise<Link[]> => query(Q.links());
+export const listAddrs = (dev?: string): Promise<LinkWithAddrs[]> => query(Q.addrs(dev));
+export const listRoutes = (args: string[] = []): Promise<RouteEntry[]> => query(Q.routes(args));
 /** Routes of the main table with the given protocol number (weft's ownership mark). */
 export const listRoutesByProto = (proto: number): Promise<RouteEntry[]> =>
-  ipJson<RouteEntry>(['route', 'show', 'proto', String(proto)]);
+  query(Q.routes(['proto', String(proto)]));
+export const listNeighs = (dev: string): Promise<NeighEntry[]> => query(Q.neighs(dev));
+export const listFdb = (dev: string): Promise<FdbEntry[]> => query(Q.fdb(dev));
 
-export const listRoutes = (args: string[] = []): Promise<RouteEntry[]> =>
-  ipJson<RouteEntry>(['route', 'show', ...args]);
+/** `ip -j ARGS` inside a named network namespace: for tools that inspect a lab from outside (read only). */
+export const ipJsonIn = <T>(netns: string, args: string[]): Promise<T[]> => query(list<T>('ip', args), netns);
 
-export const listNeighs = (dev: string): Promise<NeighEntry[]> =>
-  ipJson<NeighEntry>(['neigh', 'show', 'dev', dev]);
-
-export const listFdb = (dev: string): Promise<FdbEntry[]> =>
-  ipJson<FdbEntry>(['fdb', 'show', 'dev', dev], 'bridge');
-
-/** One command of a batch that failed, with the kernel's message. */
-export interface BatchFailure {
-  line: number;
-  command: string;
-  message: string;
+/** Raw batch lines in the caller's namespace (every line attempted); the failures, per line. */
+export async function batch(lines: string[], tool: BatchTool = 'ip'): Promise<BatchFailure[]> {
+  return (await runBatch(lines, { tool })).failures;
 }
 
 /**
- * Runs commands with `ip -force -batch -` (or `bridge`): every line is attempted, failures are
- * returned per line instead of aborting the rest, so one bad peer cannot block the others.
+ * Names of the network interfaces in the calling process's namespace, without starting anything:
+ * /proc/self/net/dev always describes the namespace of the reading process.
  */
-export async function batch(lines: string[], cmd: 'ip' | 'bridge' = 'ip'): Promise<BatchFailure[]> {
-  if (lines.length === 0) return [];
-  const r = await run(cmd, ['-force', '-batch', '-'], { input: lines.join('\n') + '\n', allowFailure: true });
-  if (r.code === 0) return [];
-  // iproute2 prints the error, then "Command failed -:N" for each failing line.
-  const failures: BatchFailure[] = [];
-  let pending: string[] = [];
-  for (const l of r.stderr.split('\n')) {
-    const m = /^Command failed -:(\d+)/.exec(l);
-    if (m) {
-      const line = Number(m[1]);
-      failures.push({
-        line,
-        command: lines[line - 1] ?? '',
-        message:
-          pending
-            .join(' ')
-            .replace(/^Error: /, '')
-            .trim() || 'failed',
-      });
-      pending = [];
-    } else if (l.trim()) pending.push(l.trim());
+export function localLinkNames(): Set<string> {
+  const names = new Set<string>();
+  let text = '';
+  try {
+    text = readFileSync('/proc/self/net/dev', 'utf8');
+  } catch {
+    return names;
   }
-  if (failures.length === 0)
-    failures.push({
-      line: 0,
-      command: `${cmd} -batch`,
-      message: r.stderr.trim() || `exit ${String(r.code)}`,
-    });
-  return failures;
-}
-
-export async function sysctlWrite(key: string, value: string): Promise<void> {
-  const { writeFile } = await import('node:fs/promises');
-  await writeFile(`/proc/sys/${key.replace(/\./g, '/')}`, value);
-}
-
-export async function sysctlRead(key: string): Promise<string> {
-  const { readFile } = await import('node:fs/promises');
-  return (await readFile(`/proc/sys/${key.replace(/\./g, '/')}`, 'utf8')).trim();
+  for (const line of text.split('\n').slice(2)) {
+    const i = line.indexOf(':');
+    if (i > 0) names.add(line.slice(0, i).trim());
+  }
+  return names;
 }

@@ -1,11 +1,11 @@
-import { run } from '../util/exec.js';
+import { query, Q } from './iproute.js';
+import { kernelOps } from './kernel.js';
+import type { Op } from './ops.js';
 
 /**
- * What the agent needs to prove that a cloud-routed peer is reachable: an address of its own in its
- * pod subnet to send from (the subnet's .0, which with the VXLAN device lives on that device, and with
- * the neutron backend on the loopback, labelled so that weft knows it is its own), and one ping from it
- * to the peer's .0. A reply has crossed exactly what a pod's packet crosses: this node's port
- * (anti-spoofing), the router or the shared subnet, the peer's port, and back.
+ * The address the agent proves a cloud-routed peer's path from (peer-readiness.ts): its pod subnet's
+ * .0. With a VXLAN device that address lives on the device; with the neutron backend there is none,
+ * so it lives on the loopback, labelled so that weft knows it is its own (and removes only that).
  *
  * Every function acts on the calling process's network namespace.
  */
@@ -13,18 +13,9 @@ import { run } from '../util/exec.js';
 /** The label that marks an address on `lo` as weft's probe address (iproute2 labels are `dev:suffix`). */
 export const PROBE_LABEL = 'lo:weft';
 
-interface LoAddr {
-  local: string;
-  prefixlen: number;
-  label?: string;
-  family: string;
-}
-
 async function probeAddresses(): Promise<string[]> {
-  const r = await run('ip', ['-j', 'addr', 'show', 'dev', 'lo'], { allowFailure: true });
-  if (r.code !== 0 || r.stdout.trim() === '') return [];
-  const links = JSON.parse(r.stdout) as { addr_info?: LoAddr[] }[];
-  return (links[0]?.addr_info ?? [])
+  const [lo] = await query(Q.addrs('lo')).catch(() => []);
+  return (lo?.addr_info ?? [])
     .filter((a) => a.family === 'inet' && a.label === PROBE_LABEL)
     .map((a) => `${a.local}/${a.prefixlen}`);
 }
@@ -36,23 +27,14 @@ async function probeAddresses(): Promise<string[]> {
 export async function setProbeAddress(address: string | undefined): Promise<string[]> {
   const want = address && `${address}/32`;
   const have = await probeAddresses();
-  const lines = [
-    ...have.filter((a) => a !== want).map((a) => `addr del ${a} dev lo label ${PROBE_LABEL}`),
-    ...(want && !have.includes(want) ? [`addr add ${want} dev lo label ${PROBE_LABEL}`] : []),
+  const ops: Op[] = [
+    ...have
+      .filter((a) => a !== want)
+      .map((cidr): Op => ({ op: 'addr-del', dev: 'lo', cidr, label: PROBE_LABEL })),
+    ...(want && !have.includes(want)
+      ? [{ op: 'addr-add', dev: 'lo', cidr: want, label: PROBE_LABEL } as const]
+      : []),
   ];
-  if (lines.length === 0) return [];
-  const r = await run('ip', ['-force', '-batch', '-'], {
-    input: lines.join('\n') + '\n',
-    allowFailure: true,
-  });
-  return r.code === 0 ? [] : [r.stderr.trim() || `ip -batch exited with ${String(r.code)}`];
-}
-
-/** One ICMP echo from `source` to `target`; true when the reply came back within `timeoutSeconds`. */
-export async function pingFrom(source: string, target: string, timeoutSeconds = 1): Promise<boolean> {
-  const r = await run('ping', ['-n', '-q', '-c', '1', '-W', String(timeoutSeconds), '-I', source, target], {
-    allowFailure: true,
-    timeoutMs: (timeoutSeconds + 2) * 1000,
-  }).catch(() => undefined);
-  return r?.code === 0;
+  const failures = await kernelOps().execute(ops);
+  return failures.map((f) => `${f.command}: ${f.message}`);
 }

@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { netnsExecArgv } from '../kernel/exec.js';
 import { mkdir, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { constants } from 'node:os';
 import { join } from 'node:path';
@@ -73,7 +74,7 @@ export async function spawnAgent(a: AgentLaunch): Promise<LaunchedAgent> {
   const f = agentFiles(a.dir);
   await Promise.all([rm(f.pid, { force: true }), rm(f.exit, { force: true })]);
   const log = await open(f.log, 'a');
-  const command = ['ip', 'netns', 'exec', a.netns, process.execPath, WEFT_JS, 'agent', ...a.args];
+  const command = netnsExecArgv(a.netns, [process.execPath, WEFT_JS, 'agent', ...a.args]);
   const child = spawn('sh', ['-c', SUPERVISOR, 'weft-lab-agent', a.dir, ...command], {
     detached: true,
     stdio: ['ignore', log.fd, log.fd],
@@ -115,9 +116,21 @@ export function agentArgs(state: LabState, node: NodeState): string[] {
   ];
 }
 
-/** Starts a lab node's agent (journaled, so that `lab down` stops it); returns its pid. */
-export async function startAgent(state: LabState, node: NodeState, j?: Journal): Promise<number> {
-  const a = await spawnAgent({ netns: node.netns, dir: node.dir, args: agentArgs(state, node) });
+/**
+ * Starts a lab node's agent (journaled, so that `lab down` stops it); returns its pid. `extraArgs`
+ * follow the lab's flags (a test starting an agent with --take-over-flannel on a Flannel-built node).
+ */
+export async function startAgent(
+  state: LabState,
+  node: NodeState,
+  j?: Journal,
+  extraArgs: string[] = [],
+): Promise<number> {
+  const a = await spawnAgent({
+    netns: node.netns,
+    dir: node.dir,
+    args: [...agentArgs(state, node), ...extraArgs],
+  });
   await j?.record({ kind: 'process', pid: a.supervisorPid, what: `agent ${node.name} supervisor` });
   await j?.record({ kind: 'process', pid: a.pid, what: `agent ${node.name}` });
   return a.pid;

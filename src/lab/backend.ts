@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import type { BackendType } from '../config/network-config.js';
+import type { BackendOptions, BackendType } from '../config/network-config.js';
 import { readSubnetEnv } from '../config/subnet-env.js';
 import { WeftError } from '../util/errors.js';
 import { applyAddressPairs, releaseAddressPairs } from './address-pairs.js';
@@ -12,8 +12,13 @@ import { waitReachable } from './reachability.js';
 import { readState, writeState, type LabState } from './state.js';
 import type { Progress } from './underlay.js';
 
-/** What the lab does around the agents when it switches (the agents' backend is the network config's). */
+/** What a switch asks for besides the backend type: one object for every option of a switch. */
 export interface SwitchOptions {
+  /**
+   * Extra keys of the network config's Backend object (udp's Batch, say): the agents' side. The same
+   * backend with other options is a switch too; recorded in the lab's state (backendOptions).
+   */
+  backend?: BackendOptions;
   /**
    * The talk's 2016 fix with host-gw on a neutron lab: the lab gives every node port the address pair
    * of its pod subnet, no router routes (address-pairs.ts). Removed again at the next switch.
@@ -48,11 +53,13 @@ export async function labSwitchBackend(
     await releaseAddressPairs(s, progress);
     await writeState(s);
   }
-  await putNetworkConfig(s.etcd, s.spec, backend);
+  await putNetworkConfig(s.etcd, s.spec, backend, opts.backend);
   await killAll(s.nodes.map((n) => n.agentPid).filter(Boolean), 10_000);
   const j = new Journal(labDir(name));
   for (const n of s.nodes) n.agentPid = await startAgent(s, n, j);
   s.backend = backend;
+  if (opts.backend) s.backendOptions = opts.backend;
+  else delete s.backendOptions;
   s.spec = { ...s.spec, backend };
   await writeState(s);
   await Promise.all(s.nodes.map((n) => waitReady(n)));
@@ -84,7 +91,3 @@ export async function labSwitchBackend(
   );
   return s;
 }
-
-/** The backend a lab runs, as bench and demo name it: "host-gw+pairs" with the 2016 fix in place. */
-export const runningVariant = (s: Pick<LabState, 'backend' | 'addressPairs'>): string =>
-  s.addressPairs ? `${s.backend}+pairs` : s.backend;

@@ -1,7 +1,7 @@
-import { spawn } from 'node:child_process';
 import { mkdir, open, rm } from 'node:fs/promises';
 import { createConnection } from 'node:net';
 import { join } from 'node:path';
+import { execIn, spawnIn } from '../kernel/netns.js';
 import { WeftError } from '../util/errors.js';
 
 /**
@@ -60,10 +60,10 @@ export async function startEtcd(o: EtcdServerOptions): Promise<EtcdServer> {
   ];
   const logFile = join(o.dir, 'etcd.log');
   const log = await open(logFile, 'a');
-  const [file, argv] = o.netns
-    ? ['ip', ['netns', 'exec', o.netns, ETCD_BINARY, ...args]]
-    : [ETCD_BINARY, args];
-  const child = spawn(file, argv, { detached: true, stdio: ['ignore', log.fd, log.fd] });
+  const child = spawnIn(o.netns, [ETCD_BINARY, ...args], {
+    detached: true,
+    stdio: ['ignore', log.fd, log.fd],
+  });
   await log.close();
   const pid = child.pid;
   if (pid === undefined)
@@ -85,25 +85,14 @@ export async function startEtcd(o: EtcdServerOptions): Promise<EtcdServer> {
 async function etcdHealthy(o: EtcdServerOptions, port: number): Promise<boolean> {
   if (o.netns && o.tls) {
     // etcdctl would need the client's certificates: that the port accepts is enough here.
-    const { run } = await import('../util/exec.js');
     const probe = `exec 3<>/dev/tcp/${o.host}/${port}`;
-    const r = await run('ip', ['netns', 'exec', o.netns, 'bash', '-c', probe], { allowFailure: true });
+    const r = await execIn(o.netns, ['bash', '-c', probe], { allowFailure: true });
     return r.code === 0;
   }
   if (o.netns) {
-    const { run } = await import('../util/exec.js');
-    const r = await run(
-      'ip',
-      [
-        'netns',
-        'exec',
-        o.netns,
-        'etcdctl',
-        `--endpoints=http://${o.host}:${port}`,
-        '--dial-timeout=1s',
-        'endpoint',
-        'health',
-      ],
+    const r = await execIn(
+      o.netns,
+      ['etcdctl', `--endpoints=http://${o.host}:${port}`, '--dial-timeout=1s', 'endpoint', 'health'],
       {
         allowFailure: true,
         env: { ...process.env, ETCDCTL_API: '3' },

@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { formatNetworkConfig, type BackendType } from '../config/network-config.js';
+import { formatNetworkConfig, type BackendOptions, type BackendType } from '../config/network-config.js';
 import { configKey, DEFAULT_PREFIX } from '../store/lease.js';
 import { startEtcd } from './etcd-server.js';
 import { Journal, labDir } from './journal.js';
@@ -22,16 +22,21 @@ export async function etcdctl(etcd: EtcdRef, args: string[]): Promise<string> {
   return r.stdout;
 }
 
-/** Writes Flannel's network config for the spec with this backend. */
+/** Writes Flannel's network config for the spec with this backend (and extra keys of its Backend object). */
 export async function putNetworkConfig(
   etcd: EtcdRef,
   spec: Pick<LabSpec, 'network' | 'subnetLen'>,
   backend: BackendType,
+  options?: BackendOptions,
 ): Promise<void> {
   await etcdctl(etcd, [
     'put',
     configKey(DEFAULT_PREFIX),
-    formatNetworkConfig({ network: spec.network, subnetLen: spec.subnetLen, backend: { type: backend } }),
+    formatNetworkConfig({
+      network: spec.network,
+      subnetLen: spec.subnetLen,
+      backend: { type: backend, ...options },
+    }),
   ]);
 }
 

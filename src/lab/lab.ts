@@ -31,7 +31,7 @@ export {
   waitReady,
   AGENT_METRICS_PORT,
 } from './agents.js';
-export { labSwitchBackend, runningVariant, type SwitchOptions } from './backend.js';
+export { labSwitchBackend, type SwitchOptions } from './backend.js';
 export { waitReachable, type Reachability } from './reachability.js';
 export { labEtcd } from './etcd.js';
 export { labAddNode, labRemoveNode } from './nodes.js';

@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { spawnIn } from '../kernel/exec.js';
 import { open, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -209,9 +209,16 @@ export async function buildNeutronUnderlay(
   return lab;
 }
 
-async function startDaemon(labDir: string, j: Journal, what: string, argv: string[]): Promise<number> {
+/** Starts a daemon of the lab (socat bridges) detached, in a namespace when one is given. */
+async function startDaemon(
+  labDir: string,
+  j: Journal,
+  what: string,
+  argv: string[],
+  netns?: string,
+): Promise<number> {
   const log = await open(join(labDir, `${what}.log`), 'a');
-  const child = spawn(argv[0]!, argv.slice(1), { detached: true, stdio: ['ignore', log.fd, log.fd] });
+  const child = spawnIn(netns, argv, { detached: true, stdio: ['ignore', log.fd, log.fd] });
   await log.close();
   child.unref();
   if (child.pid === undefined) throw new WeftError(`cannot start ${what} (${argv[0]})`);
@@ -259,15 +266,13 @@ export async function bridgeApiInto(
   j: Journal,
   netns: string,
 ): Promise<void> {
-  await startDaemon(labDir, j, `neutron-api-${netns}`, [
-    'ip',
-    'netns',
-    'exec',
+  await startDaemon(
+    labDir,
+    j,
+    `neutron-api-${netns}`,
+    ['socat', 'TCP-LISTEN:9696,bind=127.0.0.1,fork,reuseaddr', `UNIX-CONNECT:${lab.apiSocket}`],
     netns,
-    'socat',
-    'TCP-LISTEN:9696,bind=127.0.0.1,fork,reuseaddr',
-    `UNIX-CONNECT:${lab.apiSocket}`,
-  ]);
+  );
 }
 
 export const neutronSubnetIndex = (ip: string): number => (ip.startsWith('10.0.2.') ? 1 : 0);

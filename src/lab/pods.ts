@@ -33,6 +33,8 @@ export function cniConfig(node: NodeState): Record<string, unknown> {
     dataDir: join(node.dir, 'cni'),
     bridge: 'weft0',
     isDefaultGateway: true,
+    // as Flannel's default CNI config: a pod reaching itself through a service VIP (hairpin)
+    hairpinMode: true,
   };
 }
 

@@ -73,10 +73,12 @@ export async function waitReachable(
 ): Promise<Reachability> {
   const t0 = performance.now();
   const deadline = Date.now() + timeoutMs;
-  const others = s.nodes.length - 1;
+  // Nodes without an agent (a bare node a test programs as flanneld would) have nothing to ask.
+  const nodes = s.nodes.filter((n) => n.agentPid);
+  const others = nodes.length - 1;
   for (;;) {
-    const views = await Promise.all(s.nodes.map(view));
-    const waiting = s.nodes
+    const views = await Promise.all(nodes.map(view));
+    const waiting = nodes
       .map((n, i) => waitingFor(n, views[i]!, others))
       .filter((x): x is string => x !== undefined);
     if (waiting.length === 0) {
@@ -87,7 +89,7 @@ export async function waitReachable(
           v.peers
             .filter((p) => p.state === 'refused')
             .map((p) => ({
-              node: s.nodes[i]!.name,
+              node: nodes[i]!.name,
               peer: s.nodes.find((x) => x.publicIP === p.publicIP)?.name ?? p.subnet,
               publicIP: p.publicIP,
               reason: p.reason ?? '',
@@ -95,7 +97,7 @@ export async function waitReachable(
         ),
         leftInCloud: all.flatMap((v, i) =>
           v.earlierCloud && ['failed', 'unconfigured'].includes(v.earlierCloud.state)
-            ? [{ node: s.nodes[i]!.name, reason: v.earlierCloud.reason ?? v.earlierCloud.state }]
+            ? [{ node: nodes[i]!.name, reason: v.earlierCloud.reason ?? v.earlierCloud.state }]
             : [],
         ),
         seconds: Math.round(performance.now() - t0) / 1000,

@@ -1,6 +1,6 @@
 import { readdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { BackendType } from '../config/network-config.js';
+import type { BackendOptions, BackendType } from '../config/network-config.js';
 import { WeftError } from '../util/errors.js';
 import { LAB_ROOT, labDir } from './journal.js';
 import type { NeutronLab } from './neutron-underlay.js';
@@ -33,6 +33,8 @@ export interface LabState {
   name: string;
   underlay: string;
   backend: BackendType;
+  /** Extra keys of the network config's Backend object (a bench variant such as udp with Batch 1). */
+  backendOptions?: BackendOptions;
   spec: LabSpec;
   createdAt: string;
   etcd: { netns: string | null; endpoints: string[]; pid: number };

@@ -2,6 +2,7 @@ import { join } from 'node:path';
 import { agentGet } from '../agent/client.js';
 import { readSubnetEnv } from '../config/subnet-env.js';
 import { agentFiles, agentLiveness, type AgentLiveness } from './agents.js';
+import { readServices, serviceStatus, type ServiceStatus } from './services.js';
 import { readState } from './state.js';
 
 /** What `weft lab status` shows: every node with its agent's liveness and readiness, every pod. */
@@ -26,6 +27,7 @@ export interface LabStatus {
   pods: { name: string; node: string; netns: string; ip: string }[];
   external: { netns: string; ip: string };
   gateway: { netns: string };
+  services: ServiceStatus[];
 }
 
 export async function labStatus(name: string): Promise<LabStatus> {
@@ -59,5 +61,6 @@ export async function labStatus(name: string): Promise<LabStatus> {
     pods: s.pods.map((p) => ({ name: p.name, node: p.node, netns: p.netns, ip: p.ip })),
     external: s.external,
     gateway: s.gateway,
+    services: (await readServices(name)).map(serviceStatus),
   };
 }

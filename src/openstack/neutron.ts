@@ -68,6 +68,9 @@ const HINTS: Record<string, string> = {
   OverQuota: 'a project quota is reached: ask the operator to raise it',
 };
 
+/** How often an idempotent request is sent again after a 500/503. */
+const SERVER_RETRIES = 3;
+
 export class NeutronClient {
   readonly #opts: NeutronClientOptions;
   readonly #log: Logger;
@@ -155,6 +158,19 @@ export class NeutronClient {
             : 'configure Keystone credentials (auth_url, username/password or an application credential) in clouds.yaml',
           401,
         );
+      }
+      // A 500/503 is usually a database conflict inside Neutron (deadlock, SQLite's "locked") that it did
+      // not retry itself. GET, PUT and DELETE are idempotent in Neutron's API (a PUT carries the whole
+      // value; add/remove_extraroutes of routes already there / gone are no-ops), so they are sent
+      // again; a POST (a create) is not, and fails at once.
+      if ((res.status === 500 || res.status === 503) && method !== 'POST' && attempt < SERVER_RETRIES) {
+        const delay = 200 * 2 ** attempt;
+        this.#log.info(
+          { method, path, status: res.status, retryInMs: delay },
+          'neutron server error: retrying',
+        );
+        await new Promise((r) => setTimeout(r, delay));
+        continue;
       }
       if (res.status >= 400)
         throw toNeutronError(method, path, res.status, res.text, res.headers['x-openstack-request-id']);

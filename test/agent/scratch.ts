@@ -3,6 +3,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startEtcd, stopEtcd } from '../../src/lab/etcd-server.js';
+import { destroyNetns } from '../../src/kernel/netns.js';
 import { run } from '../../src/util/exec.js';
 import { inNs, uniqueName } from '../helpers/lab.js';
 
@@ -24,14 +25,9 @@ export async function scratchNamespace(t: TestContext, prefix: string): Promise<
   const dir = await mkdtemp(join(tmpdir(), 'weft-scratch-'));
   await run('ip', ['netns', 'add', ns]);
   t.after(async () => {
-    await run('ip', ['netns', 'pids', ns], { allowFailure: true }).then((r) =>
-      r.stdout
-        .split('\n')
-        .filter(Boolean)
-        .forEach((p) => process.kill(Number(p), 'SIGKILL')),
-    );
-    await run('ip', ['netns', 'del', ns], { allowFailure: true });
-    await rm(dir, { recursive: true, force: true });
+    // Every process in it gone (waited for) before its files go: a dying etcd still writes its WAL.
+    await destroyNetns(ns);
+    await rm(dir, { recursive: true, force: true, maxRetries: 5 });
   });
   await run('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
   const etcd = await startEtcd({ dir: join(dir, 'etcd'), host: '127.0.0.1', netns: ns });

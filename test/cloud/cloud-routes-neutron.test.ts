@@ -1,3 +1,4 @@
+// weft-test: exclusive neutron-dataplane (its hypervisor namespaces exist once per machine)
 // `weft cloud-routes` on real Neutron (the fixture's data plane: 2 hypervisors, Neutron VXLAN, a
 // network with two subnets behind a router, port security on) with nodes programmed exactly as stock
 // flanneld host-gw programs itself and no weft agent: the coordinator alone gives their pods native

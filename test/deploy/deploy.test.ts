@@ -88,6 +88,8 @@ test('the systemd unit passes systemd-analyze verify and asks for what the agent
   assert.equal(one('Type'), 'notify', 'the agent tells systemd when it is ready');
   assert.equal(one('NotifyAccess'), 'main', 'READY=1 comes from the agent itself');
   assert.match(one('Restart'), /^(always|on-failure)$/);
+  // weft-udp (the udp data path) outlives a restart of the agent: only the agent is signalled.
+  assert.equal(one('KillMode'), 'process');
   const caps = (k: string) => new Set(one(k).split(/\s+/));
   assert.deepEqual(caps('CapabilityBoundingSet'), new Set(['CAP_NET_ADMIN', 'CAP_SYS_ADMIN']));
   assert.deepEqual(caps('AmbientCapabilities'), new Set(['CAP_NET_ADMIN', 'CAP_SYS_ADMIN']));

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { stat } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { agentGet } from '../../src/agent/client.js';
@@ -94,7 +94,7 @@ test('lab lifecycle on the CLI; control only where root is', { timeout: 240_000 
   });
 
   await t.test(
-    'an agent killed with SIGKILL shows as exited by that signal; restarts (of it, of a running one) lose no ping between pods',
+    'an agent killed with SIGKILL shows as exited by that signal; restarts (of it, of a running one, after a clean SIGTERM stop) lose no ping between pods',
     async () => {
       const ping = spawn('ip', ['netns', 'exec', pod('n2').netns, 'ping', '-i', '0.02', '-q', pod('n1').ip]);
       let out = '';
@@ -128,6 +128,15 @@ test('lab lifecycle on the CLI; control only where root is', { timeout: 240_000 
         const rs2 = await lab('agent', 'restart', 'n2');
         assert.equal(rs2.code, 0, rs2.stderr);
         assert.notEqual((await nodeStatus('n2'))!.agent.pid, before);
+        // A clean stop removes the agent's nftables table; the next one's first rule set must already
+        // admit the peers' VXLAN packets (both ends of the ping, one after the other).
+        for (const n of ['n1', 'n2']) {
+          const term = await lab('agent', 'restart', n, '--signal', 'TERM');
+          assert.equal(term.code, 0, term.stderr);
+          assert.equal((await nodeStatus(n))!.ready, true);
+        }
+        const log = await readFile(join(node('n1').dir, 'agent.log'), 'utf8');
+        assert.match(log, /"signal":"SIGTERM".*shutting down/, 'the agent on n1 stopped cleanly');
         await new Promise((r) => setTimeout(r, 300));
       } finally {
         ping.kill('SIGINT');

@@ -1,3 +1,4 @@
+// weft-test: exclusive neutron-dataplane (its hypervisor namespaces exist once per machine)
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';

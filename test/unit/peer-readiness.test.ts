@@ -24,18 +24,27 @@ const until = async (cond: () => boolean, ms = 3000) => {
 };
 const log = pino({ level: 'silent' });
 
-/** A fake data path: which peer .0 addresses answer a probe, and who was probed from where. */
-function dataPath() {
+/**
+ * A fake data path (a mock: the real probe is a TCP connection across Neutron, covered by
+ * test/neutron/ready-reachable): which peer .0 addresses answer, who was probed from where, and how
+ * many probes were under way at once.
+ */
+function dataPath(answerAfterMs = 0) {
   const answering = new Set<string>();
   const probes: string[] = [];
+  const load = { now: 0, max: 0 };
   return {
     answering,
     probes,
+    load,
     target: {
       source: () => '10.244.1.0',
-      ping: async (src: string, dst: string) => {
+      probe: async (src: string, dst: string) => {
         probes.push(`${src}->${dst}`);
-        return answering.has(dst);
+        load.max = Math.max(load.max, ++load.now);
+        await new Promise((r) => setTimeout(r, answerAfterMs));
+        load.now--;
+        return answering.has(dst) ? { answered: true } : { answered: false, why: 'no answer within 1000 ms' };
       },
     },
   };
@@ -46,7 +55,6 @@ test('without a cloud: programmed peers are ready at once, unroutable ones refus
   const t = new PeerReadinessTracker(
     d.target,
     () => false,
-    30,
     log,
     () => undefined,
   );
@@ -71,7 +79,6 @@ test('a cloud path is pending until its data path answers a probe from this node
   const t = new PeerReadinessTracker(
     d.target,
     () => true,
-    30,
     log,
     () => changes++,
   );
@@ -90,7 +97,7 @@ test('a cloud path is pending until its data path answers a probe from this node
   assert.equal(t.reasons().length, 2);
   assert.match(
     t.reasons()[1]!,
-    /^peer 10\.244\.3\.0\/24 \(10\.0\.2\.13\) pending: .*no answer from 10\.244\.3\.0 to a ping from 10\.244\.1\.0/,
+    /^peer 10\.244\.3\.0\/24 \(10\.0\.2\.13\) pending: .*no answer from 10\.244\.3\.0 to a probe from 10\.244\.1\.0 over the cloud path \(no answer within 1000 ms\)/,
   );
   d.answering.add('10.244.2.0');
   assert.ok(await until(() => t.list()[0]!.state === 'ready'));
@@ -101,15 +108,14 @@ test('a cloud path is pending until its data path answers a probe from this node
   assert.ok(changes >= 3);
 });
 
-test('a waiting peer counts as refused after the pending limit; a ready one that stops answering is pending again', async (tt) => {
+test('a waiting peer counts as refused after the pending limit; a ready peer is not probed again until replanned', async (tt) => {
   const d = dataPath();
   const t = new PeerReadinessTracker(
     d.target,
     () => true,
-    0.05,
     log,
     () => undefined,
-    300,
+    { pendingLimitMs: 300 },
   );
   const timers = new Timers();
   tt.after(() => timers.clear());
@@ -126,10 +132,38 @@ test('a waiting peer counts as refused after the pending limit; a ready one that
   assert.ok(await until(() => t.list()[0]!.state === 'ready'));
   assert.ok(await until(() => t.list()[1]!.state === 'refused'));
   assert.match(t.list()[1]!.reason!, /^pending for 0\.3 s: peer has not made its port accept pod traffic/);
-  d.answering.clear();
-  assert.ok(await until(() => t.list()[0]!.state === 'pending'));
-  assert.match(t.list()[0]!.reason!, /^stopped answering: no answer from 10\.244\.2\.0/);
+  const sent = d.probes.length;
+  await new Promise((r) => setTimeout(r, 600));
+  assert.equal(d.probes.length, sent, 'a ready peer is not probed again; a waiting one never was');
   // A new plan for the peer (its lease published readiness) starts it over.
   t.update([peer('10.244.2.0/24', '10.0.1.12', 'direct'), peer('10.244.3.0/24', '10.0.2.13', 'cloud')]);
   assert.equal(t.list()[1]!.state, 'pending');
+  assert.ok(await until(() => d.probes.length > sent));
+  assert.deepEqual(d.probes.slice(sent), ['10.244.1.0->10.244.3.0']);
+});
+
+test('probing is bounded on a large cluster: a rate per second, a cap in flight, the longest-waiting peers first', async (tt) => {
+  const d = dataPath(150); // every probe takes 150 ms; none answers
+  const t = new PeerReadinessTracker(
+    d.target,
+    () => true,
+    log,
+    () => undefined,
+    { perSecond: 40, inFlight: 8 },
+  );
+  const timers = new Timers();
+  tt.after(() => timers.clear());
+  const many = Array.from({ length: 1000 }, (_, i) =>
+    peer(`10.${100 + (i >> 8)}.${i & 255}.0/24`, `10.0.${i >> 8}.${i & 255}`, 'cloud'),
+  );
+  t.update(many);
+  t.start(timers);
+  await new Promise((r) => setTimeout(r, 2000));
+  timers.clear();
+  assert.ok(d.load.max <= 8, `at most 8 probes in flight (saw ${d.load.max})`);
+  // 2 s at 40/s, one tick's worth of slack: not 1,000 probes (one per pending peer), not 8,000.
+  assert.ok(d.probes.length <= 90, `probes in 2 s: ${d.probes.length}`);
+  assert.ok(d.probes.length >= 20, `probing goes on (${d.probes.length})`);
+  assert.equal(new Set(d.probes).size, d.probes.length, 'the longest-waiting peers first: none twice yet');
+  assert.equal(t.reasons().at(-1), '997 more peers pending');
 });
