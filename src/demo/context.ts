@@ -9,7 +9,8 @@ export interface DemoContext {
   /** Seconds per bench measurement and repetitions. */
   seconds: number;
   repetitions: number;
-  tracer: DemoTracer | undefined;
+  /** weft trace and the lab's services (tracer.ts). */
+  tracer: DemoTracer;
   /** A line of the text summary. */
   say(line?: string): void;
   /** Progress of a long step (indented, with the time since the demo started). */

@@ -12,7 +12,7 @@ import type {
 /**
  * The demo's report, `weft-demo/report.html`: one self-contained file (inline CSS and SVG, no script,
  * nothing fetched) in the bench report's style — the talk's table beside the measured one with its
- * charts, both traces as diagrams (or pending), the limits with their evidence, the mitigation, and
+ * charts, both traces as diagrams with what each had to show, the limits with their evidence, the mitigation, and
  * the mapping from the talk's claims to what was measured.
  */
 
@@ -24,7 +24,6 @@ const STATUS_CLASS: Record<string, string> = {
   shown: 'ok',
   measured: 'ok',
   traced: 'ok',
-  pending: 'pending',
   'not-applicable': 'na',
   'not-measured': 'na',
   failed: 'bad',
@@ -74,7 +73,8 @@ const SHORT: Record<QuantifyRow['id'], string> = {
   'host-gw+pairs': 'host-gw + pairs (the fix)',
   'host-gw': 'host-gw, no fix',
   vxlan: 'vxlan',
-  udp: 'udp',
+  udp: 'udp (weft)',
+  'udp-batch1': 'udp, batch=1 (Flannel 2015)',
   neutron: 'neutron',
 };
 
@@ -121,8 +121,8 @@ function quantifyCharts(rows: QuantifyRow[]): string {
 
 /** A trace as a sequence diagram: one column per host, one row per hop, request down and reply back. */
 function traceDiagram(t: TraceStepResult, id: string): string {
-  if (t.status !== 'traced' || !t.hops?.length)
-    return `<div class="trace pending" data-trace="${id}"><b>${esc(t.from ?? '')} → ${esc(t.to ?? '')} on ${esc(t.backend)}</b>: ${badge(t.status)} ${esc(t.reason ?? '')}</div>`;
+  if (!t.hops?.length)
+    return `<div class="trace none" data-trace="${id}"><b>${esc(t.from ?? '')} → ${esc(t.to ?? '')} on ${esc(t.backend)}</b>: ${badge(t.status)} ${esc(t.reason ?? '')}</div>`;
   const hops = t.hops;
   const hosts = [...new Set(hops.map((h) => h.host))];
   const colW = 150;
@@ -157,12 +157,16 @@ function traceDiagram(t: TraceStepResult, id: string): string {
           : '#2a8c5a';
     out.push(
       `<circle cx="${x(h.host)}" cy="${y}" r="5" fill="${fill}"><title>${esc(`${h.host}/${h.device} ${h.event} ${h.layers.join(' | ')} ${h.nat ?? ''} ${h.drop ?? ''}`)}</title></circle>`,
-      `<text x="8" y="${y + 4}" class="tick">+${h.tUs.toFixed(0)} µs</text>`,
+      `<text x="8" y="${y + 4}" class="tick">+${h.tUs.toFixed(0)} µs (+${h.dtUs.toFixed(0)})</text>`,
       `<text x="${x(h.host) + 9}" y="${y + 4}" class="val">${esc(`${h.device} ${h.event}${h.nat ? ` ${h.nat}` : ''}${h.layers.length ? ` [${h.layers.length}× encap]` : ''}`)}</text>`,
     );
   });
   out.push('</svg>');
-  return `<figure><figcaption>${esc(`${t.from} → ${t.to} on ${t.backend}: ${t.verdict ?? ''} — ${t.why ?? ''}${t.rttUs !== undefined ? `, round trip ${t.rttUs.toFixed(0)} µs` : ''}${t.pathMtu ? `, path MTU ${t.pathMtu}` : ''}`)}</figcaption>${out.join('')}<p class="sub">green: no encapsulation · amber: one (weft's or Neutron's) · red: both, or a drop</p></figure>`;
+  const checks = (t.checks ?? [])
+    .map((c) => `<li>${badge(c.ok ? 'shown' : 'not-shown')} ${esc(c.what)}</li>`)
+    .join('');
+  const segments = (t.segments ?? []).map((x) => `${x.segment} ${x.us.toFixed(0)} µs`).join(', ');
+  return `<figure><figcaption>${badge(t.status)} ${esc(`${t.from} → ${t.to} on ${t.backend}: ${t.verdict ?? ''} — ${t.why ?? ''}${t.rttUs !== undefined ? `, round trip ${t.rttUs.toFixed(0)} µs` : ''}${t.pathMtu ? `, path MTU ${t.pathMtu}` : ''}`)}</figcaption>${out.join('')}<p class="sub">green: no encapsulation · amber: one (weft's or Neutron's) · red: both, or a drop · left: µs since the probe left (+ since the previous hop)${segments ? ` · time by segment: ${esc(segments)}` : ''}</p>${t.mtuNote ? `<p class="sub">${esc(t.mtuNote)}</p>` : ''}${checks ? `<ul class="checks">${checks}</ul>` : ''}</figure>`;
 }
 
 function evidenceHtml(ev: Evidence[]): string {
@@ -240,9 +244,10 @@ function claimsHtml(cs: ClaimResult[]): string {
 }
 
 const EXTRA_CSS = `.badge{display:inline-block;border-radius:3px;padding:0 6px;font-size:12px;font-weight:600;background:#e6eaef}
-.badge.ok{background:#dff3e6;color:#1d6b3f}.badge.pending{background:#fff4d6;color:#8a6510}.badge.bad{background:#fbe2de;color:#9d2a1b}
+.badge.ok{background:#dff3e6;color:#1d6b3f}.badge.bad{background:#fbe2de;color:#9d2a1b}
 .badge.drop{background:#fbe2de;color:#9d2a1b}.badge.na{background:#eef0f3;color:#5b6570}.why{color:#5b6570;font-size:12px}
-.trace.pending{border:1px dashed #c9b46a;background:#fffbea;padding:10px;border-radius:4px;margin:8px 0}
+.trace.none{border:1px dashed #c9ced6;background:#f7f8fa;padding:10px;border-radius:4px;margin:8px 0}
+ul.checks{list-style:none;padding-left:0;font-size:13px}ul.checks li{margin:2px 0}
 svg.trace .req{stroke:#2f6db5;stroke-width:1.5}svg.trace .rep{stroke:#2a8c5a;stroke-width:1.5;stroke-dasharray:4 2}
 .limit{border:1px solid #e6eaef;border-radius:4px;padding:4px 12px;margin:10px 0}.limit h3{font-size:15px}
 .ev .what{font-size:12px;color:#3a434c;margin-top:6px}.ev .kind{font-weight:600;text-transform:uppercase;font-size:10px;color:#7a4fb0}

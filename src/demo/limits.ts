@@ -183,22 +183,16 @@ async function portSecurityLimit(
         ? `${peer.subnet}  ${peer.publicIP}  ${peer.path}  ${peer.state ?? ''}`
         : 'peer not listed',
     },
-    drop
-      ? { kind: 'trace', what: `weft trace --name ${s.name} ${p.name} ${q.name}`, output: drop }
-      : {
-          kind: 'trace',
-          what: `weft trace --name ${s.name} ${p.name} ${q.name}`,
-          output: 'pending: weft trace is not on main yet',
-        },
+    { kind: 'trace', what: `weft trace --name ${s.name} ${p.name} ${q.name}`, output: drop.line },
   ];
   const dropped = after - before;
-  const shown = !r.ok && dropped >= 3 && port.portSecurity && port.pairs.length === 0;
+  const shown = !r.ok && dropped >= 3 && port.portSecurity && port.pairs.length === 0 && drop.dropped;
   return {
     id: 'port-security',
     claim: CLAIMS['port-security'],
     backend: 'host-gw',
     status: shown ? 'shown' : 'not-shown',
-    finding: `${p.name} → ${q.name} (same subnet, ${hv} → ${hypervisorOf(s, b)}): ${r.ok ? 'ANSWERED' : 'no reply'}; the agent routes it ${peer?.path ?? '?'} and calls it ${peer?.state ?? '?'}, but ${a.name}'s port has port security on and no address pair, and its anti-spoofing chain dropped ${dropped} packet(s) with source ${p.ip}`,
+    finding: `${p.name} → ${q.name} (same subnet, ${hv} → ${hypervisorOf(s, b)}): ${r.ok ? 'ANSWERED' : 'no reply'}; the agent routes it ${peer?.path ?? '?'} and calls it ${peer?.state ?? '?'}, but ${a.name}'s port has port security on and no address pair, and its anti-spoofing chain dropped ${dropped} packet(s) with source ${p.ip}; the tracer: ${drop.line}`,
     evidence: ev,
   };
 }

@@ -9,8 +9,8 @@ import type { MagnumMapping } from '../lab/magnum.js';
 export const DEMO_SCHEMA_ID = 'weft-demo/v1';
 
 export type StepId = 'provision' | 'trace' | 'quantify' | 'limits' | 'mitigate';
-/** `pending`: a part that is not on main yet (the tracer, the udp backend). */
-export type StepStatus = 'passed' | 'failed' | 'pending' | 'not-applicable';
+/** `not-applicable`: a step the underlay cannot show (the mitigation needs Neutron). */
+export type StepStatus = 'passed' | 'failed' | 'not-applicable';
 
 export interface StepResult {
   id: StepId;
@@ -49,19 +49,32 @@ export interface ProvisionResult {
 export interface TraceHopView {
   direction: 'request' | 'reply';
   host: string;
+  netns: string;
   device: string;
   event: string;
-  /** Encapsulations around the probe, outermost first ("VXLAN 8472 VNI 1 (weft)"). */
+  /** Encapsulations around the probe, outermost first ("VXLAN VNI 1 (weft) 10.0.1.11→10.0.1.13"). */
   layers: string[];
+  /** Who put each layer there ("neutron", "weft"), in the same order. */
+  owners: string[];
   nat?: string;
   drop?: string;
+  mtu?: number;
+  /** Microseconds since the probe left the sender, and since the previous hop. */
   tUs: number;
+  dtUs: number;
+}
+
+/** One thing the trace must show (the DNAT hop, two encapsulations, the MTU), and whether it did. */
+export interface TraceCheck {
+  what: string;
+  ok: boolean;
 }
 
 export interface TraceStepResult {
   /** The backend the lab ran when traced. */
   backend: string;
-  status: 'traced' | 'pending' | 'failed';
+  /** traced: delivered and every check shown; not-applicable: the underlay cannot show it. */
+  status: 'traced' | 'failed' | 'not-applicable';
   reason?: string;
   from?: string;
   to?: string;
@@ -70,18 +83,22 @@ export interface TraceStepResult {
   why?: string;
   rttUs?: number;
   pathMtu?: number;
+  mtuNote?: string;
+  /** Time per part of the path (pods, nodes, the fabric or Neutron's hypervisors). */
+  segments?: { segment: string; us: number }[];
   hops?: TraceHopView[];
+  checks?: TraceCheck[];
 }
 
-export type RowId = 'native' | 'host-gw+pairs' | 'host-gw' | 'vxlan' | 'udp' | 'neutron';
+export type RowId = 'native' | 'host-gw+pairs' | 'host-gw' | 'vxlan' | 'udp' | 'udp-batch1' | 'neutron';
 
 export interface QuantifyRow {
   id: RowId;
   label: string;
   /** The bench path id the row comes from ("native", "cross-node/vxlan"). */
   pathId: string;
-  /** measured: figures below; unreachable: the path drops (reason); pending: not on main yet. */
-  status: 'measured' | 'unreachable' | 'failed' | 'pending' | 'not-applicable';
+  /** measured: figures below; unreachable: the path drops (reason); not-applicable: not on this underlay. */
+  status: 'measured' | 'unreachable' | 'failed' | 'not-applicable';
   reason?: string;
   gbps?: number;
   gbps4?: number;
@@ -140,7 +157,7 @@ export interface ClaimResult {
   claim: string;
   source: string;
   measured: string;
-  verdict: 'confirmed' | 'differs' | 'pending' | 'not-measured';
+  verdict: 'confirmed' | 'differs' | 'not-measured';
 }
 
 export interface DemoResult {
@@ -152,7 +169,7 @@ export interface DemoResult {
   underlay: string;
   lab: string;
   settings: { seconds: number; repetitions: number; keep: boolean };
-  /** Every step passed or is pending (nothing failed). */
+  /** Every step passed or is not applicable (nothing failed). */
   ok: boolean;
   steps: StepResult[];
   provision?: ProvisionResult;
@@ -217,7 +234,7 @@ export const DEMO_JSON_SCHEMA = {
         items: obj(['id', 'title', 'status', 'seconds', 'summary'], {
           id: { enum: ['provision', 'trace', 'quantify', 'limits', 'mitigate'] },
           title: str,
-          status: { enum: ['passed', 'failed', 'pending', 'not-applicable'] },
+          status: { enum: ['passed', 'failed', 'not-applicable'] },
           seconds: num,
           summary: str,
           error: str,
@@ -254,7 +271,7 @@ export const DEMO_JSON_SCHEMA = {
         type: 'array',
         items: obj(['backend', 'status'], {
           backend: str,
-          status: { enum: ['traced', 'pending', 'failed'] },
+          status: { enum: ['traced', 'failed', 'not-applicable'] },
           reason: str,
           from: str,
           to: str,
@@ -263,29 +280,36 @@ export const DEMO_JSON_SCHEMA = {
           why: str,
           rttUs: num,
           pathMtu: int,
+          mtuNote: str,
+          segments: { type: 'array', items: obj(['segment', 'us'], { segment: str, us: num }) },
           hops: {
             type: 'array',
-            items: obj(['direction', 'host', 'device', 'event', 'layers', 'tUs'], {
+            items: obj(['direction', 'host', 'netns', 'device', 'event', 'layers', 'owners', 'tUs', 'dtUs'], {
               direction: { enum: ['request', 'reply'] },
               host: str,
+              netns: str,
               device: str,
               event: str,
               layers: strs,
+              owners: strs,
               nat: str,
               drop: str,
+              mtu: int,
               tUs: num,
+              dtUs: num,
             }),
           },
+          checks: { type: 'array', items: obj(['what', 'ok'], { what: str, ok: bool }) },
         }),
       },
       quantify: obj(['rows', 'benchFile', 'seconds', 'repetitions', 'fixMethod', 'talkSource'], {
         rows: {
           type: 'array',
           items: obj(['id', 'label', 'pathId', 'status'], {
-            id: { enum: ['native', 'host-gw+pairs', 'host-gw', 'vxlan', 'udp', 'neutron'] },
+            id: { enum: ['native', 'host-gw+pairs', 'host-gw', 'vxlan', 'udp', 'udp-batch1', 'neutron'] },
             label: str,
             pathId: str,
-            status: { enum: ['measured', 'unreachable', 'failed', 'pending', 'not-applicable'] },
+            status: { enum: ['measured', 'unreachable', 'failed', 'not-applicable'] },
             reason: str,
             gbps: num,
             gbps4: num,
@@ -365,7 +389,7 @@ export const DEMO_JSON_SCHEMA = {
           claim: str,
           source: str,
           measured: str,
-          verdict: { enum: ['confirmed', 'differs', 'pending', 'not-measured'] },
+          verdict: { enum: ['confirmed', 'differs', 'not-measured'] },
         }),
       },
     },

@@ -21,7 +21,7 @@ import {
 } from './result.js';
 import { formatSummary, formatTable1 } from './text.js';
 import { traceRoundTrip } from './trace-step.js';
-import { wiredTracer, type DemoTracer } from './tracer.js';
+import { labTracer, type DemoTracer } from './tracer.js';
 
 /**
  * `weft demo`: the talk in one command. Provision (a Magnum template as a lab on Neutron) → trace a
@@ -38,8 +38,8 @@ export interface DemoOptions {
   seconds: number;
   repetitions: number;
   keep: boolean;
-  /** The tracer (default: the one wired in tracer.ts, none until weft trace is on main). */
-  tracer?: DemoTracer | undefined;
+  /** The tracer (default: weft trace on the lab, tracer.ts). */
+  tracer?: DemoTracer;
   write?: (line: string) => void;
 }
 
@@ -65,7 +65,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
     out: o.out,
     seconds: o.seconds,
     repetitions: o.repetitions,
-    tracer: 'tracer' in o ? o.tracer : wiredTracer,
+    tracer: o.tracer ?? labTracer,
     say: (l = '') => write(l),
     progress: (m) => write(`   [${since()} s] ${m}`),
   };
@@ -129,8 +129,11 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
         const t = await traceRoundTrip(ctx, s!, false);
         r.traces.push(t);
         return {
-          status: t.status === 'traced' ? 'passed' : t.status,
-          summary: t.status === 'traced' ? `${t.verdict}: ${t.why}` : (t.reason ?? t.status),
+          status: t.status === 'traced' ? 'passed' : 'failed',
+          summary:
+            t.status === 'traced'
+              ? `${t.verdict}: ${t.why}; round trip ${t.rttUs?.toFixed(0) ?? '?'} µs, path MTU ${t.pathMtu ?? '?'}`
+              : (t.reason ?? t.status),
         };
       })) &&
       (await step('quantify', async () => {
@@ -140,9 +143,8 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
         write('');
         for (const l of formatTable1(q.result.rows).trimEnd().split('\n')) write(`   ${l}`);
         const bad = q.result.rows.filter((x) => x.status === 'failed');
-        const pending = q.result.rows.some((x) => x.status === 'pending');
         return {
-          status: bad.length ? 'failed' : pending ? 'pending' : 'passed',
+          status: bad.length ? 'failed' : 'passed',
           summary: q.result.rows.map((x) => `${x.id} ${rowFigure(x)}`).join('; '),
         };
       })) &&
@@ -163,7 +165,11 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
           write(
             '   not applicable: the mitigation is Neutron routing the pods (run weft demo without --underlay flat)',
           );
-          r.traces.push({ backend: 'neutron', status: 'pending', reason: 'no Neutron on this underlay' });
+          r.traces.push({
+            backend: 'neutron',
+            status: 'not-applicable',
+            reason: 'no Neutron on this underlay',
+          });
           return {
             status: 'not-applicable',
             summary: 'needs Neutron: run weft demo without --underlay flat',
@@ -175,13 +181,14 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
         r.traces.push(m.trace);
         const x = m.result;
         const fine =
+          m.trace.status === 'traced' &&
           x.podsKept &&
           x.podPairs.answered === x.podPairs.total &&
           x.external.reached &&
           x.df.passed &&
           x.df.failed;
         return {
-          status: fine ? (m.trace.status === 'pending' ? 'pending' : 'passed') : 'failed',
+          status: fine ? 'passed' : 'failed',
           summary: `pods kept ${x.podsKept}, ${x.podPairs.answered}/${x.podPairs.total} pairs, MTU ${x.mtu.before} → ${x.mtu.after}, external host ${x.external.reached ? 'reaches' : 'does not reach'} a pod`,
         };
       });

@@ -1,62 +1,40 @@
+import { readState } from '../lab/lab.js';
+import { labServe } from '../lab/serve.js';
+import { serviceAdd } from '../lab/services.js';
+import { labTrace } from '../trace/run.js';
+import type { TraceResult } from '../trace/types.js';
+
 /**
- * The one seam between the demo and `weft trace` (built on branch `trace`, not on main yet). The demo
- * asks for a round trip pod → service VIP → pod through `DemoTracer`; while no tracer is wired the
- * step is "pending" in the text, the JSON and the report, and everything else runs.
- *
- * Wiring it when the tracer lands is this module alone: set `wiredTracer` to an adapter such as
- *
- *   import { labTrace } from '../trace/run.js';
- *   import { serviceAdd } from '../lab/services.js';
- *   import { readState } from '../lab/lab.js';
- *   export const wiredTracer: DemoTracer = {
- *     service: async (lab, name, endpoint, port) => {
- *       const s = await serviceAdd(await readState(lab), { name, port, to: [endpoint] });
- *       return { name: s.name, vip: s.vip, port: s.port };
- *     },
- *     trace: (lab, from, to) => labTrace(lab, from, to, { proto: 'tcp' }),
- *   };
- *
- * `TraceLike` is the part of the trace result the demo shows (the tracer's TraceResult has it).
+ * The demo's seam to `weft trace` and the lab's services (src/trace, src/lab/services.ts): a ClusterIP
+ * service in front of one pod, as kube-proxy's nftables mode programs it on every node, with a
+ * responder in that pod, and one traced probe followed through every namespace of the lab (the
+ * hypervisors' too on Neutron). The steps (trace-step.ts) see only this interface.
  */
-
-export interface TraceLikeHop {
-  direction: 'request' | 'reply';
-  host: string;
-  netns: string;
-  role: string;
-  device: string;
-  event: string;
-  inner: { src: string; dst: string; proto: string };
-  outer: { kind: string; vni?: number; owner?: string; src: string; dst: string }[];
-  nat?: { kind: string; from: string; to: string; endpoint?: string };
-  drop?: { reason: string; explanation: string };
-  netfilter?: { table: string; chain: string; rule: string; verdict: string }[];
-  mtu?: number;
-  tNs: number;
-}
-
-export interface TraceLike {
-  from: { name: string; ip: string };
-  to: { name: string; ip: string; port?: number; service?: string };
-  hops: TraceLikeHop[];
-  summary: { verdict: 'delivered' | 'dropped' | 'lost'; why: string; rttNs?: number; pathMtu?: number };
+export interface DemoService {
+  name: string;
+  vip: string;
+  port: number;
+  /** The pod and port the service's DNAT sends to. */
+  endpoint: string;
+  targetPort: number;
 }
 
 export interface DemoTracer {
-  /** A ClusterIP service in front of one endpoint pod (kube-proxy's rules on every node). */
-  service(
-    lab: string,
-    name: string,
-    endpoint: string,
-    port: number,
-  ): Promise<{ name: string; vip: string; port: number }>;
-  /** One probe from `from` (a pod) to `to` (a pod or service name), followed through every namespace. */
-  trace(lab: string, from: string, to: string): Promise<TraceLike>;
+  /** A ClusterIP service `name`:`port` in front of `endpoint` (a pod), and a responder in that pod. */
+  service(lab: string, name: string, endpoint: string, port: number): Promise<DemoService>;
+  /** One probe from `from` (a pod) to `to` (a pod: ICMP; a service: TCP to its port), hop by hop. */
+  trace(lab: string, from: string, to: string): Promise<TraceResult>;
 }
 
-/** The tracer, once `weft trace` is on main (see above); undefined until then. */
-export const wiredTracer: DemoTracer | undefined = undefined;
+/** The port the endpoint's responder listens on (the service's targetPort, as a Deployment's would). */
+const TARGET_PORT = 8080;
 
-/** Why the trace steps are pending, in the demo's words. */
-export const TRACER_PENDING =
-  'weft trace is not on main yet (branch trace): the round trip is not traced; src/demo/tracer.ts wires it';
+export const labTracer: DemoTracer = {
+  async service(lab, name, endpoint, port) {
+    const s = await readState(lab);
+    await labServe(s, endpoint, { port: TARGET_PORT, proto: 'tcp' });
+    const svc = await serviceAdd(s, { name, port, targetPort: TARGET_PORT, to: [endpoint] });
+    return { name: svc.name, vip: svc.vip, port: svc.port, endpoint, targetPort: svc.targetPort };
+  },
+  trace: (lab, from, to) => labTrace(lab, from, to),
+};

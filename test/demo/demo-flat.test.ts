@@ -49,16 +49,42 @@ test(
 
     await t.test('the table: measured rows with ratios, Neutron-only rows not applicable', () => {
       const row = (id: string) => res.quantify!.rows.find((x) => x.id === id)!;
-      for (const id of ['native', 'vxlan', 'host-gw']) {
+      for (const id of ['native', 'vxlan', 'host-gw', 'udp', 'udp-batch1']) {
         assert.equal(row(id).status, 'measured', `${id}: ${row(id).reason ?? ''}`);
         assert.equal(typeof row(id).ratio, 'number');
       }
       assert.equal(row('native').ratio, 1);
       assert.equal(row('vxlan').mtu, 1450);
       for (const id of ['host-gw+pairs', 'neutron']) assert.equal(row(id).status, 'not-applicable');
-      assert.match(row('udp').status, /^(measured|pending)$/);
       assert.equal(row('vxlan').talk!.gbps, 1.71);
+      assert.equal(row('udp').mtu, 1472, "udp's 28 bytes of overhead");
+      assert.deepEqual([row('udp').talk!.gbps, row('udp-batch1').talk!.gbps], [0.385, 0.385]);
     });
+
+    await t.test(
+      'the trace: pod → service VIP → pod over vxlan, the DNAT hop, weft’s VXLAN both ways',
+      () => {
+        const tr = res.traces[0]!;
+        assert.equal(tr.status, 'traced', tr.reason);
+        assert.equal(tr.backend, 'vxlan');
+        assert.equal(tr.verdict, 'delivered');
+        assert.ok(tr.checks!.length >= 4 && tr.checks!.every((c) => c.ok), JSON.stringify(tr.checks));
+        const dnat = tr.hops!.find((h) => h.nat?.startsWith('DNAT'))!;
+        assert.match(
+          dnat.nat!,
+          new RegExp(`^DNAT ${tr.service!.vip.replace(/\./g, '\\.')}:80 → 10\\.100\\.\\d+\\.\\d+:8080`),
+        );
+        for (const dir of ['request', 'reply'])
+          assert.ok(
+            tr.hops!.some(
+              (h) => h.direction === dir && h.owners.join() === 'weft' && /^VXLAN VNI 1 /.test(h.layers[0]!),
+            ),
+            `${dir}: weft's VXLAN`,
+          );
+        assert.ok(tr.hops!.every((h) => h.tUs >= 0 && h.dtUs >= 0));
+        assert.equal(res.traces[1]!.status, 'not-applicable');
+      },
+    );
 
     await t.test('limits without Neutron: the MTU and the external host, with evidence', () => {
       const lim = (id: string) => res.limits.find((l) => l.id === id)!;
@@ -81,12 +107,19 @@ test(
       );
       assert.match(r.stdout, /\[\s*\d+ s\] \[\d+\/\d+\] native, repetition 1\/1: TCP 1 stream/);
       assert.match(r.stdout, /^== demo passed in/m);
+      assert.match(
+        r.stdout,
+        /^\s+→\s+\+\d+ µs\s+\(\+\d+\) n1\/\S+\s+\S+ .*DNAT 10\.9\d\.\d+\.\d+:80 → /m,
+        'the DNAT hop, with its times',
+      );
+      assert.doesNotMatch(r.stdout, /pending/);
       assert.ok(!(await listNetns()).some((n) => n.startsWith(`wl-${name}-`)));
     });
 
     await t.test('report.html renders offline in headless Chromium', async () => {
-      const { text } = await checkReportRenders(out, { charts: 2, limits: 4, rows: 6 });
-      assert.match(text, /pending/);
+      const { text } = await checkReportRenders(out, { charts: 2, limits: 4, rows: 7, traces: ['before'] });
+      assert.match(text, /the DNAT hop/);
+      assert.doesNotMatch(text, /pending/);
     });
   },
 );

@@ -19,8 +19,7 @@ const weft = (args: string[]) =>
 
 /**
  * The talk end to end on real Neutron, through the CLI as a user runs it (1 s per measurement, one
- * repetition: it checks what the run produces, never how fast). The tracer and the udp backend may
- * not be on main: their parts are then "pending", and everything else must pass.
+ * repetition: it checks what the run produces, never how fast). Every step must pass.
  */
 test(
   'weft demo --underlay neutron: the talk end to end, a report with every row, the limits and the mitigation',
@@ -41,15 +40,54 @@ test(
     const row = (id: string) => res.quantify!.rows.find((x) => x.id === id)!;
     const lim = (id: string) => res.limits.find((l) => l.id === id)!;
 
-    await t.test('result.json is valid; no step failed; pending only where a part is missing', () => {
+    await t.test('result.json is valid; every step passed', () => {
       assert.deepEqual(demoSchemaErrors(res), []);
       assert.equal(res.ok, true);
-      const st = Object.fromEntries(res.steps.map((s) => [s.id, s.status]));
-      assert.equal(st.provision, 'passed');
-      assert.equal(st.limits, 'passed');
-      assert.match(st.trace!, /^(passed|pending)$/);
-      assert.match(st.mitigate!, /^(passed|pending)$/);
-      assert.equal(st.quantify, row('udp').status === 'pending' ? 'pending' : 'passed');
+      assert.deepEqual(
+        res.steps.map((s) => [s.id, s.status]),
+        ['provision', 'trace', 'quantify', 'limits', 'mitigate'].map((id) => [id, 'passed']),
+      );
+      assert.doesNotMatch(r.stdout, /pending/i);
+    });
+
+    await t.test(
+      'the trace over vxlan: pod → service VIP → pod on the other hypervisor, the DNAT hop, both encapsulations both ways',
+      () => {
+        const tr = res.traces[0]!;
+        assert.equal(tr.status, 'traced', tr.reason);
+        assert.equal(tr.backend, 'vxlan');
+        assert.ok(
+          tr.checks!.every((c) => c.ok),
+          JSON.stringify(tr.checks),
+        );
+        const dnat = tr.hops!.find((h) => h.nat?.startsWith('DNAT'))!;
+        assert.equal(dnat.direction, 'request');
+        assert.equal(dnat.host, 'n1', 'DNAT on the sender’s node');
+        for (const dir of ['request', 'reply']) {
+          const both = tr.hops!.filter((h) => h.direction === dir && h.layers.length === 2);
+          assert.ok(both.length > 0, `${dir}: two encapsulations`);
+          assert.deepEqual(both[0]!.owners, ['neutron', 'weft'], "Neutron's outside, weft's inside");
+          assert.ok(
+            both.every((h) => /^nhost\d$|fabric|underlay/.test(h.host) || h.netns.startsWith('nhost')),
+          );
+        }
+        assert.ok(new Set(tr.hops!.map((h) => h.host)).size >= 3, 'across the hypervisors');
+        assert.equal(tr.pathMtu, 1400);
+        assert.ok(tr.hops!.every((h) => h.dtUs >= 0));
+      },
+    );
+
+    await t.test('the trace after the switch: no encapsulation of weft’s, MTU 1450', () => {
+      const tr = res.traces[1]!;
+      assert.equal(tr.status, 'traced', tr.reason);
+      assert.equal(tr.backend, 'neutron');
+      assert.ok(
+        tr.checks!.every((c) => c.ok),
+        JSON.stringify(tr.checks),
+      );
+      assert.ok(tr.hops!.every((h) => !h.owners.includes('weft')));
+      assert.ok(tr.hops!.some((h) => h.nat?.startsWith('DNAT')));
+      assert.equal(tr.pathMtu, 1450);
     });
 
     await t.test(
@@ -73,12 +111,10 @@ test(
     await t.test(
       "the table: every row of the talk's with a measured ratio, plain host-gw dropped by name",
       () => {
-        for (const id of ['native', 'host-gw+pairs', 'vxlan', 'neutron']) {
+        for (const id of ['native', 'host-gw+pairs', 'vxlan', 'udp', 'udp-batch1', 'neutron']) {
           assert.equal(row(id).status, 'measured', `${id}: ${row(id).reason ?? ''}`);
           assert.ok(typeof row(id).ratio === 'number' && row(id).ratio! > 0, `${id} has a ratio`);
         }
-        assert.match(row('udp').status, /^(measured|pending)$/);
-        if (row('udp').status === 'measured') assert.equal(typeof row('udp').ratio, 'number');
         assert.equal(row('host-gw').status, 'unreachable');
         assert.match(
           row('host-gw').reason!,
@@ -87,9 +123,10 @@ test(
         assert.equal(row('vxlan').mtu, 1400);
         assert.equal(row('neutron').mtu, 1450);
         assert.equal(row('host-gw+pairs').mtu, 1450);
+        assert.equal(row('udp').mtu, 1422);
         assert.deepEqual(
-          ['native', 'host-gw+pairs', 'vxlan', 'udp'].map((id) => row(id).talk!.gbps),
-          [7.74, 6.0, 1.71, 0.385],
+          ['native', 'host-gw+pairs', 'vxlan', 'udp', 'udp-batch1'].map((id) => row(id).talk!.gbps),
+          [7.74, 6.0, 1.71, 0.385, 0.385],
         );
       },
     );
@@ -106,6 +143,11 @@ test(
       const port = lim('port-security').evidence.find((e) => e.kind === 'neutron-api')!;
       assert.match(port.output, /port_security_enabled: true\nallowed_address_pairs: \[\]/);
       assert.match(lim('port-security').evidence.find((e) => e.kind === 'counter')!.output, /^\d+ → \d+$/);
+      // The tracer names the drop: the hypervisor, the kernel's reason, Neutron's anti-spoofing chain.
+      assert.match(
+        lim('port-security').evidence.find((e) => e.kind === 'trace')!.output,
+        /^nhost1\/\S+ \(nhost1\) dropped: NETFILTER_DROP: .*rule \S+ neutron-linuxbri-s/,
+      );
       assert.match(
         lim('cross-subnet').finding,
         /refused: peer \S+ at 10\.0\.2\.12 is not on-link on eth0 \(10\.0\.1\.0\/24\): host-gw needs every node on one L2 segment/,
@@ -142,7 +184,12 @@ test(
     });
 
     await t.test('report.html renders offline in headless Chromium', async () => {
-      const { text } = await checkReportRenders(out, { charts: 2, limits: 4, rows: 6 });
+      const { text } = await checkReportRenders(out, {
+        charts: 2,
+        limits: 4,
+        rows: 7,
+        traces: ['before', 'after'],
+      });
       assert.match(text, /What weft asked of Neutron/);
       assert.match(text, /port_security_enabled: true/);
     });

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { chromium } from 'playwright-core';
+import { openOffline } from '../helpers/browser.js';
 
 /**
  * Opens a demo report in headless Chromium (offline: any request that is not file: fails the check),
@@ -8,19 +8,10 @@ import { chromium } from 'playwright-core';
  */
 export async function checkReportRenders(
   out: string,
-  expect: { charts: number; limits: number; rows: number },
+  expect: { charts: number; limits: number; rows: number; traces: string[] },
 ): Promise<{ text: string }> {
-  const browser = await chromium.launch({
-    executablePath: '/usr/bin/chromium',
-    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update'],
-  });
+  const { page, fetched, close } = await openOffline(join(out, 'report.html'));
   try {
-    const page = await browser.newPage({ viewport: { width: 1200, height: 900 } });
-    const fetched: string[] = [];
-    page.on('request', (req) => {
-      if (!req.url().startsWith('file:')) fetched.push(req.url());
-    });
-    await page.goto(`file://${join(out, 'report.html')}`);
     const charts = await page.locator('svg.chart[data-chart]').all();
     assert.equal(charts.length, expect.charts, 'the quantify charts');
     for (const c of charts) {
@@ -40,14 +31,18 @@ export async function checkReportRenders(
       .locator('tbody tr')
       .count();
     assert.equal(rows, expect.rows);
-    assert.ok(
-      await page.locator('[data-trace="before"]').first().isVisible(),
-      'the first trace (or its pending box)',
-    );
+    // Each trace drawn as a diagram: a hop per circle, with the time of each.
+    for (const id of expect.traces) {
+      const svg = page.locator(`svg.trace[data-trace="${id}"]`);
+      await svg.scrollIntoViewIfNeeded();
+      assert.ok(await svg.isVisible(), `the trace "${id}" is drawn`);
+      assert.ok((await svg.locator('circle').count()) >= 4, `trace "${id}": its hops`);
+      assert.match(await svg.innerHTML(), /µs/, `trace "${id}": per-hop times`);
+    }
     assert.deepEqual(fetched, [], 'nothing fetched from the network');
     await page.screenshot({ path: join(out, 'report.png'), fullPage: true });
     return { text: await page.locator('body').innerText() };
   } finally {
-    await browser.close();
+    await close();
   }
 }
