@@ -114,18 +114,22 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
   let s: LabState | undefined;
   let vxlanPodMtu = 0;
   try {
-    const ok =
-      (await step('provision', async () => {
-        const p = await provision(ctx, o.template);
-        s = p.state;
-        r.provision = p.result;
-        const pp = p.result.podPairs;
-        return {
-          status: pp.answered === pp.total ? 'passed' : 'failed',
-          summary: `${p.result.nodes.length} nodes on ${p.result.underlay}, backend ${p.result.backend}; ${pp.answered}/${pp.total} pod pairs answered right after lab up`,
-        };
-      })) &&
-      (await step('trace', async () => {
+    // Only a lab that is up carries on; after it, a step that fails (a row not measured, a limit not
+    // shown) is recorded and the others still run: each switches the lab to the backend it needs.
+    const up = await step('provision', async () => {
+      const p = await provision(ctx, o.template);
+      s = p.state;
+      r.provision = p.result;
+      const pp = p.result.podPairs;
+      return {
+        status: pp.answered === pp.total ? 'passed' : 'failed',
+        summary: `${p.result.nodes.length} nodes on ${p.result.underlay}, backend ${p.result.backend}; ${pp.answered}/${pp.total} pod pairs answered right after lab up`,
+      };
+    });
+    // The mitigation starts from where the limits left the lab (plain host-gw, the vxlan MTU known).
+    let limitsRan = false;
+    if (up) {
+      await step('trace', async () => {
         const t = await traceRoundTrip(ctx, s!, false);
         r.traces.push(t);
         return {
@@ -135,11 +139,10 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
               ? `${t.verdict}: ${t.why}; round trip ${t.rttUs?.toFixed(0) ?? '?'} µs, path MTU ${t.pathMtu ?? '?'}`
               : (t.reason ?? t.status),
         };
-      })) &&
-      (await step('quantify', async () => {
-        const q = await quantify(ctx, s!);
+      });
+      await step('quantify', async () => {
+        const q = await quantify(ctx, s!).finally(async () => (s = await readState(s!.name).catch(() => s)));
         r.quantify = q.result;
-        s = await readState(s!.name);
         write('');
         for (const l of formatTable1(q.result.rows).trimEnd().split('\n')) write(`   ${l}`);
         const bad = q.result.rows.filter((x) => x.status === 'failed');
@@ -147,9 +150,10 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
           status: bad.length ? 'failed' : 'passed',
           summary: q.result.rows.map((x) => `${x.id} ${rowFigure(x)}`).join('; '),
         };
-      })) &&
-      (await step('limits', async () => {
+      });
+      await step('limits', async () => {
         const l = await limits(ctx, s!);
+        limitsRan = true;
         s = l.state;
         vxlanPodMtu = l.vxlanPodMtu;
         r.limits = l.limits;
@@ -158,8 +162,9 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
           status: notShown.length ? 'failed' : 'passed',
           summary: l.limits.map((x) => `${x.id}: ${x.status}`).join('; '),
         };
-      }));
-    if (ok)
+      });
+    }
+    if (limitsRan)
       await step('mitigate', async () => {
         if (!s!.neutron) {
           write(

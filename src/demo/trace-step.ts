@@ -178,13 +178,9 @@ export async function traceDrop(
 ): Promise<{ line: string; dropped: boolean }> {
   try {
     const tr = await ctx.tracer.trace(s.name, from, to);
-    const d = tr.hops.find((h) => h.event === 'dropped');
-    if (!d) return { line: `${tr.summary.verdict}: ${tr.summary.why}`, dropped: false };
-    const rule = d.netfilter?.find((x) => x.verdict === 'drop');
-    return {
-      line: `${d.host}/${d.device} (${d.netns}) dropped: ${d.drop?.reason ?? ''}: ${d.drop?.explanation ?? ''}${rule ? `; rule ${rule.table} ${rule.chain}: ${rule.rule}` : ''} — ${tr.summary.why}`,
-      dropped: true,
-    };
+    // The tracer's own account names the hop, the kernel's reason, the rule and whose rule it is.
+    const dropped = tr.hops.some((h) => h.event === 'dropped');
+    return { line: dropped ? tr.summary.why : `${tr.summary.verdict}: ${tr.summary.why}`, dropped };
   } catch (e) {
     return { line: `trace failed: ${describeError(e)}`, dropped: false };
   }

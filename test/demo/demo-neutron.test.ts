@@ -146,7 +146,7 @@ test(
       // The tracer names the drop: the hypervisor, the kernel's reason, Neutron's anti-spoofing chain.
       assert.match(
         lim('port-security').evidence.find((e) => e.kind === 'trace')!.output,
-        /^nhost1\/\S+ \(nhost1\) dropped: NETFILTER_DROP: .*rule \S+ neutron-linuxbri-s/,
+        /^request dropped in nhost1 \(nhost1\) at \S+: NETFILTER_DROP .* in ip filter neutron-linuxbri-s\S+: Neutron port security \(anti-spoofing\)/,
       );
       assert.match(
         lim('cross-subnet').finding,
