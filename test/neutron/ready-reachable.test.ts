@@ -121,13 +121,22 @@ test(
     });
 
     await t.test(
-      'back to neutron: every pod pair answers at once; then vxlan: nothing left again',
+      'back to neutron: every pod pair answers at once; a node added answers at once too; then vxlan: nothing left again',
       async () => {
         let r = await weft(['lab', 'backend', 'neutron', '--name', name]);
         assert.equal(r.code, 0, r.stderr);
+        assert.equal((await readState(name)).addressPairs, undefined, 'the fix was removed first');
+        assert.deepEqual(await singlePingFailures(await readState(name)), []);
+        // lab node add returns once every node reaches the new one (its cloud paths probed both ways).
+        r = await weft(['lab', 'node', 'add', '--name', name, '--pods', '1']);
+        assert.equal(r.code, 0, r.stderr);
+        assert.match(
+          r.stdout + r.stderr,
+          /node n4 \(10\.0\.\d\.14\) joined; its agent is ready and every node reaches it/,
+        );
         const s = await readState(name);
-        assert.equal(s.addressPairs, undefined, 'the fix was removed first');
-        assert.deepEqual(await singlePingFailures(s), []);
+        assert.equal(s.pods.length, 4);
+        assert.deepEqual(await singlePingFailures(s), [], 'single pings right after lab node add');
         r = await weft(['lab', 'backend', 'vxlan', '--name', name]);
         assert.equal(r.code, 0, r.stderr);
         assert.deepEqual(await weftObjects(s), { pairs: [], routes: [] });
