@@ -1,5 +1,7 @@
 import type { Etcd3 } from 'etcd3';
 import type { Backend, CloudFlags } from '../backend/types.js';
+import { recordedOwners } from '../cloud/neutron.js';
+import { EtcdOwnershipStore } from '../cloud/ownership.js';
 import { CloudProviderError } from '../cloud/provider.js';
 import { CloudConfigError, OpenStackUnreachableError } from '../openstack/errors.js';
 import { vtepOf } from '../store/lease.js';
@@ -43,13 +45,14 @@ export interface CloudStart {
   signal: AbortSignal;
 }
 
+const isConfigProblem = (err: unknown) =>
+  err instanceof CloudConfigError || (err instanceof CloudProviderError && err.code === 'NodePortNotFound');
+
 /**
  * Finds this node in the cloud. Configuration problems (no clouds.yaml, not a cloud port) are fatal
  * for `neutron` and make `auto` go on without the cloud; an unreachable cloud API is retried.
  */
 export async function findInCloud(o: CloudStart): Promise<CloudRouting | undefined> {
-  const isConfigProblem = (err: unknown) =>
-    err instanceof CloudConfigError || (err instanceof CloudProviderError && err.code === 'NodePortNotFound');
   try {
     const node = { etcd: o.etcd, prefix: o.prefix, publicIp: o.nodeIp, mac: o.mac };
     return await retry(() => CloudRouting.connect(o.options ?? { cluster: 'weft' }, o.log, o.metrics, node), {
@@ -143,5 +146,105 @@ export class CloudCoordinator {
   stop(): void {
     for (const t of this.reaps.values()) clearTimeout(t);
     this.reaps.clear();
+  }
+}
+
+/**
+ * What an earlier cloud-routed backend (neutron, or auto on a cloud) made for this node and left in
+ * the cloud: the agent owns it, so when it starts with a backend that does not use the cloud, it
+ * removes it — from the ownership records in etcd, never anything else. Left behind, the pairs and
+ * routes would keep carrying pod traffic the new backend did not ask for (host-gw would seem to work
+ * on Neutron, with port security on). Runs in the background: the node serves pods meanwhile, and
+ * /status says how far it got (`weft lab backend` waits for it); the agent's stop signal ends its waits.
+ */
+export type EarlierCloudState = 'checking' | 'none' | 'releasing' | 'released' | 'unconfigured' | 'failed';
+
+export interface EarlierCloudStatus {
+  state: EarlierCloudState;
+  /** What the records named for this node. */
+  pairs: number;
+  routes: number;
+  reason?: string;
+}
+
+export class EarlierCloudRelease {
+  private st: EarlierCloudStatus = { state: 'checking', pairs: 0, routes: 0 };
+  private running: Promise<void> | undefined;
+
+  constructor(private readonly o: Omit<CloudStart, 'required'>) {}
+
+  start(): void {
+    this.running ??= this.run().catch((e: unknown) => {
+      if (this.o.signal.aborted) return;
+      this.st = { ...this.st, state: 'failed', reason: describeError(e) };
+      this.o.log.error(`cannot release the cloud objects an earlier backend made: ${describeError(e)}`);
+    });
+  }
+
+  /** Waits until the release is over (leaving the cluster: nothing may stay behind). */
+  async finish(): Promise<void> {
+    await this.running;
+  }
+
+  status(): EarlierCloudStatus {
+    return { ...this.st };
+  }
+
+  private async run(): Promise<void> {
+    const o = this.o;
+    const cluster = o.options?.cluster ?? 'weft';
+    const owners = await retry(() => recordedOwners(new EtcdOwnershipStore(o.etcd, o.prefix), cluster), {
+      initialMs: 500,
+      maxMs: 5000,
+      signal: o.signal,
+      onRetry: (err, delay) =>
+        o.log.warn(
+          `cannot read the cloud ownership records: ${describeError(err)}; retrying in ${delay / 1000}s`,
+        ),
+    });
+    const mine = owners.get(o.nodeIp);
+    const pairs = mine?.pairs.length ?? 0;
+    const routes = mine?.routes.length ?? 0;
+    const what = `${pairs} address pair(s) and ${routes} router route(s)`;
+    if (pairs + routes === 0) {
+      this.st = { state: 'none', pairs, routes };
+      return;
+    }
+    if (!cloudConfigured(o.options)) {
+      const reason = `${what} that an earlier cloud-routed backend made for this node are still in the cloud`;
+      this.st = { state: 'unconfigured', pairs, routes, reason };
+      o.log.warn(
+        `${reason}: start the agent with --cloud (it then removes them) or run weft cloud-routes --release`,
+      );
+      return;
+    }
+    this.st = { state: 'releasing', pairs, routes };
+    o.log.info({ pairs, routes }, 'releasing the cloud objects an earlier backend made for this node');
+    await retry(
+      async () => {
+        const routing = await CloudRouting.connect(o.options ?? { cluster }, o.log, o.metrics, {
+          etcd: o.etcd,
+          prefix: o.prefix,
+          publicIp: o.nodeIp,
+          mac: o.mac,
+        });
+        await routing.releaseAll();
+      },
+      {
+        initialMs: 1000,
+        maxMs: 10_000,
+        signal: o.signal,
+        fatal: isConfigProblem,
+        onRetry: (err, delay) =>
+          o.log.warn(
+            `cannot release the earlier cloud objects: ${describeError(err)}; retrying in ${delay / 1000}s`,
+          ),
+      },
+    );
+    this.st = { state: 'released', pairs, routes };
+    o.log.info(
+      { pairs, routes },
+      `released ${what} an earlier backend made for this node (this backend does not route through the cloud)`,
+    );
   }
 }

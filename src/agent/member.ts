@@ -9,7 +9,7 @@ import { formatIPv4, type Cidr } from '../util/ipv4.js';
 import type { Logger } from '../util/log.js';
 import { Timers } from '../util/timers.js';
 import type { CloudOptions, CloudRouting } from './cloud.js';
-import { CloudCoordinator, findInCloud, wantsCloud } from './cloud-coordinator.js';
+import { CloudCoordinator, EarlierCloudRelease, findInCloud, wantsCloud } from './cloud-coordinator.js';
 import type { FastPathMode } from '../fastpath/mode.js';
 import type { DataPlane } from './dataplane.js';
 import type { EtcdLink } from './etcd-link.js';
@@ -18,6 +18,8 @@ import { LeaseManager } from './lease-manager.js';
 import type { AgentMetrics } from './metrics.js';
 import { NodeDataPath } from './node-datapath.js';
 import { OwnLease } from './own-lease.js';
+import { probePath } from './path-probe.js';
+import { PeerReadinessTracker, probeSourceOf } from './peer-readiness.js';
 import { PeerSync } from './peer-sync.js';
 import type { PeerChanges } from './peer-table.js';
 import { Reconciler } from './reconciler.js';
@@ -105,7 +107,20 @@ export async function prepareMember(s: MemberSetup): Promise<ClusterMember> {
         signal: s.signal,
       })
     : undefined;
-  return new ClusterMember(s, datapath, manager, mac, cloud);
+  // A backend that does not route through the cloud: what an earlier `neutron` made for this node goes.
+  const release = cloud
+    ? undefined
+    : new EarlierCloudRelease({
+        options: s.cloud,
+        etcd: s.etcd.registry.client,
+        prefix: s.etcd.registry.prefix,
+        nodeIp: publicIP,
+        mac: (await getLink(s.iface.name))?.address,
+        metrics: s.metrics,
+        log: s.log.child({ part: 'cloud' }),
+        signal: s.signal,
+      });
+  return new ClusterMember(s, datapath, manager, mac, cloud, release);
 }
 
 /**
@@ -118,6 +133,8 @@ export class ClusterMember {
   readonly peers: PeerSync;
   readonly reconciler: Reconciler;
   readonly cloud: CloudCoordinator | undefined;
+  /** Per peer: pending, ready (reachable) or refused; cloud paths are probed. */
+  readonly readiness: PeerReadinessTracker;
   private readonly timers = new Timers();
   private readonly log: Logger;
 
@@ -127,6 +144,8 @@ export class ClusterMember {
     manager: LeaseManager,
     vtepMac: string | undefined,
     routing: CloudRouting | undefined,
+    /** Releases what an earlier cloud-routed backend left in the cloud for this node. */
+    readonly earlierCloud: EarlierCloudRelease | undefined = undefined,
   ) {
     this.log = s.log;
     this.lease = new OwnLease(
@@ -158,7 +177,7 @@ export class ClusterMember {
       {
         desired: () => this.desired(),
         apply: (plan) => this.datapath.apply(plan),
-        afterPass: () => s.readinessChanged(),
+        afterPass: () => this.readiness.update(this.reconciler.peers),
       },
       s.metrics,
       s.log,
@@ -177,6 +196,12 @@ export class ClusterMember {
         s.log.child({ part: 'cloud' }),
         s.signal,
       );
+    this.readiness = new PeerReadinessTracker(
+      { source: () => probeSourceOf(this.lease.current?.subnet), probe: (src, dst) => probePath(src, dst) },
+      () => this.cloud !== undefined,
+      s.log.child({ part: 'readiness' }),
+      () => s.readinessChanged(),
+    );
   }
 
   ctx(): NodeContext {
@@ -194,16 +219,20 @@ export class ClusterMember {
     this.datapath.leaseHeld(first);
     await this.configureForLease();
     const lease = this.lease.current ?? first;
+    this.earlierCloud?.start();
+    this.readiness.start(this.timers);
     await this.peers.resync('start');
     await this.reconciler.now();
     await this.datapath.settle();
+    const pending = this.readiness.list().filter((p) => p.state === 'pending').length;
     this.log.info(
       {
         subnet: lease.subnet.toString(),
         peers: this.peers.table.size,
         podMtu: podMtu(this.ctx(), s.backend),
+        ...(pending > 0 && { pendingPeers: pending }),
       },
-      'ready',
+      pending > 0 ? 'data path programmed; waiting for cloud paths to answer' : 'ready',
     );
     await this.lease.startRenewing(this.timers);
     this.timers.every(s.resyncSeconds * 1000, () => this.reconciler.request());
@@ -239,7 +268,10 @@ export class ClusterMember {
   }
 
   private async reacquired(old: Cidr, now: Cidr): Promise<void> {
-    if (!now.equals(old)) this.peers.table.forget(now);
+    if (!now.equals(old)) {
+      this.peers.table.forget(now);
+      this.readiness.clear(); // probes go from the new subnet's .0
+    }
     await this.configureForLease();
     this.reconciler.request();
   }
@@ -286,19 +318,23 @@ export class ClusterMember {
         leaseId: own.leaseId,
         vtepMac: vtepOf(own.attrs)?.mac,
       },
-      peers: this.reconciler.peers.map((p) => ({ ...p, subnet: p.subnet.toString() })),
+      peers: this.readiness.list(),
       corruptLeases: this.peers.table.corruptEntries(),
       lastReconcile: this.reconciler.lastReport,
       cloud: this.cloud?.routing.status(),
+      ...(this.earlierCloud && { earlierCloud: this.earlierCloud.status() }),
       takeover: this.datapath.takeoverStatus(),
       dataPath: this.datapath.status(),
       fastPath: this.datapath.fastPathStatus() ?? { mode: 'none', active: false },
     };
   }
 
-  /** Why the data path cannot carry traffic although it is programmed (a native data path that is down). */
+  /**
+   * Why the programmed data path cannot carry traffic (yet): a native data path that is down (weft-udp),
+   * cloud paths that have not answered their probe (ready means reachable: peer-readiness.ts).
+   */
   dataPathReadiness(): string[] {
-    return this.datapath.readiness();
+    return [...this.datapath.readiness(), ...(this.reconciler.programmed ? this.readiness.reasons() : [])];
   }
 
   /**
@@ -321,6 +357,7 @@ export class ClusterMember {
   async leave(): Promise<void> {
     this.timers.clear();
     this.cloud?.stop();
+    await this.earlierCloud?.finish();
     this.datapath.detach();
     await this.peers.stop();
     await this.cloud?.releaseAll();

@@ -4,6 +4,7 @@ import { vxlanDeviceName, type Backend, type Plan } from '../backend/types.js';
 import { FastPathDataPath, removeFastPath, type FastPathStatus } from '../fastpath/datapath.js';
 import type { FastPathMode } from '../fastpath/mode.js';
 import { listFdb, sysctlRead, sysctlWrite } from '../kernel/iproute.js';
+import { setProbeAddress } from '../kernel/probe.js';
 import type { Lease } from '../store/lease.js';
 import { removeUdpDataPath, UdpNodeDataPath } from '../udp/datapath.js';
 import type { UdpDataPathStatus } from '../udp/supervisor.js';
@@ -158,6 +159,12 @@ export class NodeDataPath {
     await this.takeover?.afterRules(); // Flannel's rules go once weft's are in
     // ARP from the node's own address, not a pod-range one: cloud anti-spoofing checks ARP senders too.
     if (cloudRouted) await sysctlWrite('net.ipv4.conf.all.arp_announce', '2');
+    // Cloud paths are proved by a ping between pod subnets' .0 (peer-readiness.ts): without a VXLAN
+    // device to hold it, this node's .0 lives on the loopback, labelled as weft's.
+    const failed = await setProbeAddress(
+      cloudRouted && !this.backend.usesVxlan ? formatIPv4(subnet.ip) : undefined,
+    );
+    for (const f of failed) this.log.warn(`cannot set the cloud probe address on lo: ${f}`);
     // After the rules: what the fast path leaves to the stack (NAT'd flows, the outside) is handled there.
     await this.fastPath?.start(subnet);
   }
@@ -260,6 +267,7 @@ export async function releaseDataPath(dp: DataPlane, traffic: TrafficManager, lo
   await removeFastPath(log, 'removed (the node left)');
   await dp.apply({ routes: [], vteps: [], peers: [] }, undefined).catch(() => undefined);
   await dp.removeVxlanDevices().catch(() => undefined);
+  await setProbeAddress(undefined).catch(() => undefined);
   await removeUdpDataPath(log).catch(() => undefined);
   await traffic.remove().catch(() => undefined);
 }

@@ -23,40 +23,65 @@ export class NeutronBackend implements Backend {
     for (const p of peers) {
       const why = planCloudPeer(ctx, p, plan);
       if (why !== undefined)
-        plan.peers.push({ subnet: p.subnet, publicIP: p.attrs.PublicIP, path: 'unreachable', reason: why });
+        plan.peers.push({
+          subnet: p.subnet,
+          publicIP: p.attrs.PublicIP,
+          path: 'unreachable',
+          reason: why.reason,
+          ...(why.waiting && { waiting: true }),
+        });
     }
     return plan;
   }
 }
 
+/** Why a peer cannot be routed through the cloud; `waiting`: only until a step under way is done. */
+export interface CloudRefusal {
+  reason: string;
+  waiting: boolean;
+}
+
 /**
  * Adds a peer's cloud-routed path to the plan; returns why it cannot be routed natively, or undefined
  * when it was planned. Both ends must be ready: anti-spoofing drops pod sources at either port, and a
- * cross-subnet reply needs the router to know this node's pod subnet too.
+ * cross-subnet reply needs the router to know this node's pod subnet too. An end that is not ready
+ * and names no problem is still being set up (`waiting`); one that names a problem was refused.
  */
-export function planCloudPeer(ctx: NodeContext, p: Lease, plan: Plan): string | undefined {
+export function planCloudPeer(ctx: NodeContext, p: Lease, plan: Plan): CloudRefusal | undefined {
   const cloud = ctx.cloud;
   const ip = parseIPv4(p.attrs.PublicIP);
   const who = `peer ${p.subnet.toString()} (${p.attrs.PublicIP})`;
-  if (!cloud || ip === undefined) return `${who}: no cloud provider is configured on this node`;
+  const refused = (reason: string): CloudRefusal => ({ reason, waiting: false });
+  const ownSide = (what: string): CloudRefusal =>
+    cloud!.problems.length > 0
+      ? refused(`${what}: ${cloud!.problems.join('; ')}`)
+      : { reason: `${what}: not set up yet`, waiting: true };
+  if (!cloud || ip === undefined) return refused(`${who}: no cloud provider is configured on this node`);
   const peer = cloudFlagsOf(p.attrs);
   const own = cloud.own;
   const kind = cloud.classify(p.attrs.PublicIP);
-  if (kind === 'none') return `${who} is neither on this node's subnet nor behind its cloud router`;
-  if (!own.Pairs)
-    return `this node's port does not accept pod traffic: ${cloud.problems.join('; ') || 'not set up yet'}`;
+  if (kind === 'none') return refused(`${who} is neither on this node's subnet nor behind its cloud router`);
+  if (!own.Pairs) return ownSide("this node's port does not accept pod traffic");
+  // A peer that has not published its readiness yet may be starting, or refused by the cloud: its
+  // own log says which; here it is a wait (readiness gives up waiting after a while).
   if (!peer.Pairs)
-    return `${who} has not made its port accept pod traffic (allowed-address-pairs); see that node's log`;
+    return {
+      reason: `${who} has not made its port accept pod traffic (allowed-address-pairs); see that node's log`,
+      waiting: true,
+    };
   if (kind === 'same-subnet') {
     plan.routes.push({ dst: p.subnet, via: ip, dev: ctx.iface.name, onlink: false });
     plan.peers.push({ subnet: p.subnet, publicIP: p.attrs.PublicIP, path: 'direct' });
     return undefined;
   }
-  if (!own.Route)
-    return `the cloud router has no route to this node's pods: ${cloud.problems.join('; ') || 'not set up yet'}`;
+  if (!own.Route) return ownSide("the cloud router has no route to this node's pods");
   if (!peer.Route)
-    return `${who} has no route on the cloud router (quota or permissions); see that node's log`;
-  if (cloud.routerAddress === undefined) return `no router address on this node's subnet to reach ${who}`;
+    return {
+      reason: `${who} has no route on the cloud router (quota or permissions); see that node's log`,
+      waiting: true,
+    };
+  if (cloud.routerAddress === undefined)
+    return refused(`no router address on this node's subnet to reach ${who}`);
   plan.routes.push({ dst: p.subnet, via: cloud.routerAddress, dev: ctx.iface.name, onlink: false });
   plan.peers.push({
     subnet: p.subnet,

@@ -69,6 +69,8 @@ export interface PeerPlan {
   path: PathKind;
   /** Why a peer is unreachable, in words an operator can act on. */
   reason?: string;
+  /** Unreachable only for now: a step under way (the cloud setting up either end) will route it. */
+  waiting?: boolean;
 }
 
 export interface Plan {

@@ -36,6 +36,8 @@ export function planVxlanPeer(ctx: NodeContext, vni: number, p: Lease, plan: Pla
       publicIP: p.attrs.PublicIP,
       path: 'unreachable',
       reason: `peer ${p.subnet.toString()} publishes no VXLAN endpoint (BackendType ${p.attrs.BackendType ?? 'none'}): run the same backend on every node`,
+      // Most often a cluster switching backends, the peer not restarted yet: readiness waits a while.
+      waiting: true,
     });
     return;
   }

@@ -1,23 +1,36 @@
 import { BACKEND_TYPES, type BackendType } from '../config/network-config.js';
-import type { LabState } from '../lab/lab.js';
+import type { LabState, SwitchOptions } from '../lab/lab.js';
 
 /**
- * What `weft bench --backends` can switch a lab to: every backend, and variants of one that differ by
- * keys of the network config's Backend object — `udp-batch1` is udp with Batch 1 (Flannel's proxy:
- * one packet per system call, no offloads), measured against udp and the kernel's vxlan in one run.
+ * What `weft bench --backends` can switch a lab to: every backend, and variants of one. A variant is
+ * a backend type with the options of the switch that makes it (labSwitchBackend's SwitchOptions):
+ *  - `udp-batch1`: udp with Batch 1 in its Backend object (Flannel's proxy: one packet per system
+ *    call, no offloads), measured against udp and the kernel's vxlan in one run;
+ *  - `host-gw+pairs`: host-gw with the talk's 2016 fix (the lab gives every node port the address pair
+ *    of its pod subnet, no router routes: src/lab/address-pairs.ts), measured beside plain host-gw,
+ *    which Neutron's port security drops.
  */
 export interface BenchBackend {
   /** In --backends and in path ids (cross-node/<id>). */
   id: string;
   type: BackendType;
-  /** Extra keys of the Backend object. */
-  options?: Record<string, unknown>;
+  /** What labSwitchBackend is asked for besides the type (none: the plain backend). */
+  switch?: SwitchOptions;
   /** In tables and in the result's `backend` field. */
   label: string;
+  /** Only on a lab of this underlay. */
+  underlay?: string;
 }
 
 const VARIANTS: BenchBackend[] = [
-  { id: 'udp-batch1', type: 'udp', options: { Batch: 1 }, label: 'udp, batch=1' },
+  { id: 'udp-batch1', type: 'udp', switch: { backend: { Batch: 1 } }, label: 'udp, batch=1' },
+  {
+    id: 'host-gw+pairs',
+    type: 'host-gw',
+    switch: { addressPairs: true },
+    label: 'host-gw + address pairs',
+    underlay: 'neutron',
+  },
 ];
 
 export const BENCH_BACKEND_IDS: readonly string[] = [...BACKEND_TYPES, ...VARIANTS.map((v) => v.id)];
@@ -27,9 +40,15 @@ export function benchBackend(id: string): BenchBackend | undefined {
   return VARIANTS.find((v) => v.id === id);
 }
 
-/** The id of what the lab runs now. */
-export function runningBackend(s: LabState): string {
-  const opts = JSON.stringify(s.backendOptions ?? null);
-  const v = VARIANTS.find((x) => x.type === s.backend && JSON.stringify(x.options) === opts);
-  return v?.id ?? s.backend;
+/** What a lab's state records of the switch that made it, in SwitchOptions' shape (for comparison). */
+const recorded = (o: SwitchOptions | undefined): string =>
+  JSON.stringify([o?.backend ?? null, o?.addressPairs === true]);
+
+/** The id of what the lab runs now: the variant whose switch left the lab as it is, else the type. */
+export function runningBackend(s: Pick<LabState, 'backend' | 'backendOptions' | 'addressPairs'>): string {
+  const now = recorded({
+    ...(s.backendOptions && { backend: s.backendOptions }),
+    ...(s.addressPairs && { addressPairs: true }),
+  });
+  return VARIANTS.find((v) => v.type === s.backend && recorded(v.switch) === now)?.id ?? s.backend;
 }

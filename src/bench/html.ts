@@ -7,10 +7,10 @@ import { shortLabel } from './text.js';
  * CPU per Gbit/s; then each path's hops with their MTUs, the environment and the method.
  */
 
-const esc = (s: string): string =>
+export const esc = (s: string): string =>
   s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
 
-interface Series {
+export interface Series {
   name: string;
   color: string;
   values: (number | undefined)[];
@@ -18,7 +18,7 @@ interface Series {
   spreads?: ([number, number] | undefined)[];
 }
 
-interface ChartSpec {
+export interface ChartSpec {
   id: string;
   title: string;
   unit: string;
@@ -37,7 +37,7 @@ function niceMax(x: number): number {
 }
 
 /** A horizontal grouped bar chart: one group per path, one bar per series. */
-function barChart(c: ChartSpec): string {
+export function barChart(c: ChartSpec): string {
   const labelW = 210;
   const plotW = 560;
   const barH = 14;
@@ -247,6 +247,22 @@ function kv(rows: [string, string][]): string {
   return `<table class="kv">${rows.map(([k, v]) => `<tr><th>${esc(k)}</th><td>${esc(v)}</td></tr>`).join('')}</table>`;
 }
 
+/** The reports' style sheet (the demo's report shares it). */
+export const REPORT_CSS = `body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:24px auto;max-width:1100px;padding:0 16px;color:#1d2228}
+h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 8px;border-bottom:1px solid #dde2e8;padding-bottom:4px}
+.sub{color:#5b6570}.warn{background:#fff4d6;border:1px solid #e8c96a;padding:6px 10px;border-radius:4px}
+figure{margin:14px 0 22px}figcaption{font-weight:600;margin-bottom:4px}
+svg.chart{width:100%;height:auto;display:block;background:#fbfcfd;border:1px solid #e6eaef;border-radius:4px}
+svg .grid{stroke:#e3e7ec}svg .ref{stroke:#1d2228;stroke-dasharray:4 3}svg .whisker{stroke:#1d2228;stroke-width:1.2;fill:none}
+svg text{font:12px system-ui,sans-serif;fill:#1d2228}svg .tick{fill:#6b7580;font-size:11px}svg .na{fill:#a0a8b0;font-style:italic}
+svg .val{font-size:11px}
+table{border-collapse:collapse;margin:6px 0}th,td{padding:4px 8px;border-bottom:1px solid #e6eaef;text-align:left;vertical-align:top}
+td.num{text-align:right;font-variant-numeric:tabular-nums}table.small{font-size:12px}table.kv th{color:#5b6570;font-weight:500}
+.bad{color:#b3261e}.path{margin:6px 0}.pname{font-weight:600}.hops{display:flex;flex-wrap:wrap;align-items:center;gap:2px}
+.hop{border:1px solid #cfd6de;border-radius:4px;padding:1px 6px;font-size:12px;background:#fff}.hop b{margin-left:6px}
+.hop.overlay{background:#fdeee9}.hop.underlay{background:#eef3fb}.hop.pod{background:#eef8f1}.arrow{color:#8a939c;padding:0 2px}
+`;
+
 export function renderHtml(res: BenchResult): string {
   const e = res.environment;
   const s = res.settings;
@@ -264,20 +280,7 @@ export function renderHtml(res: BenchResult): string {
 <title>weft bench: ${esc(res.lab.name)} (${esc(res.startedAt)})</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <style>
-body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:24px auto;max-width:1100px;padding:0 16px;color:#1d2228}
-h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 8px;border-bottom:1px solid #dde2e8;padding-bottom:4px}
-.sub{color:#5b6570}.warn{background:#fff4d6;border:1px solid #e8c96a;padding:6px 10px;border-radius:4px}
-figure{margin:14px 0 22px}figcaption{font-weight:600;margin-bottom:4px}
-svg.chart{width:100%;height:auto;display:block;background:#fbfcfd;border:1px solid #e6eaef;border-radius:4px}
-svg .grid{stroke:#e3e7ec}svg .ref{stroke:#1d2228;stroke-dasharray:4 3}svg .whisker{stroke:#1d2228;stroke-width:1.2;fill:none}
-svg text{font:12px system-ui,sans-serif;fill:#1d2228}svg .tick{fill:#6b7580;font-size:11px}svg .na{fill:#a0a8b0;font-style:italic}
-svg .val{font-size:11px}
-table{border-collapse:collapse;margin:6px 0}th,td{padding:4px 8px;border-bottom:1px solid #e6eaef;text-align:left;vertical-align:top}
-td.num{text-align:right;font-variant-numeric:tabular-nums}table.small{font-size:12px}table.kv th{color:#5b6570;font-weight:500}
-.bad{color:#b3261e}.path{margin:6px 0}.pname{font-weight:600}.hops{display:flex;flex-wrap:wrap;align-items:center;gap:2px}
-.hop{border:1px solid #cfd6de;border-radius:4px;padding:1px 6px;font-size:12px;background:#fff}.hop b{margin-left:6px}
-.hop.overlay{background:#fdeee9}.hop.underlay{background:#eef3fb}.hop.pod{background:#eef8f1}.arrow{color:#8a939c;padding:0 2px}
-</style></head><body>
+${REPORT_CSS}</style></head><body>
 <h1>weft bench — lab ${esc(res.lab.name)}</h1>
 <div class="sub">${esc(res.lab.underlay)} underlay, ${res.lab.nodes} nodes · ${esc(res.startedAt)} → ${esc(res.finishedAt)} · weft ${esc(res.tool.version)} · schema ${esc(res.schema)}</div>
 ${s.quick ? '<p class="warn">Quick run (about 1 s per measurement, one repetition): a smoke test, not figures to quote.</p>' : ''}

@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { agentGet } from '../agent/client.js';
+import { neutronDropExplanation } from '../lab/neutron-evidence.js';
 import { BENCH_BACKEND_IDS, benchBackend, runningBackend, type BenchBackend } from './backends.js';
 import {
   labAttachPods,
@@ -47,7 +48,7 @@ import {
 
 export interface BenchOptions {
   lab: string;
-  /** Backend ids (see backends.ts: every backend, and variants such as udp-batch1). */
+  /** Backend ids (backends.ts: every backend, and variants such as udp-batch1 and host-gw+pairs). */
   backends?: string[];
   /** About 1 s per measurement, one repetition: a smoke run, not figures to quote. */
   quick?: boolean;
@@ -113,10 +114,13 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
   const backends: BenchBackend[] = ids.map((id) => {
     const be = benchBackend(id);
     if (!be) throw new WeftError(`unknown backend "${id}"`, { hint: `use ${BENCH_BACKEND_IDS.join(', ')}` });
-    if (be.type === 'neutron' && !s.neutron)
+    const needs = be.type === 'neutron' ? 'neutron' : be.underlay;
+    if (needs && s.underlay !== needs)
       throw new WeftError(
-        `backend neutron needs a lab on the neutron underlay (lab ${s.name} is ${s.underlay})`,
-        { hint: `leave it out: --backends ${ids.filter((x) => x !== 'neutron').join(',')}` },
+        `backend ${id} needs a lab on the ${needs} underlay (lab ${s.name} is ${s.underlay})`,
+        {
+          hint: `leave it out: --backends ${ids.filter((x) => x !== id).join(',')}`,
+        },
       );
     return be;
   });
@@ -160,9 +164,9 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
       for (const [i, ph] of round) {
         if (runningBackend(s) !== ph.backend.id || (s.spec.fastPath ?? 'none') !== ph.fastPath) {
           const fp = ph.fastPath === 'none' ? '' : ' with the BPF fast path';
-          say(`switching the lab to ${ph.backend.label}${fp} (agents restart, waiting until ready)`);
+          say(`switching the lab to ${ph.backend.label}${fp} (agents restart, waiting until reachable)`);
           await labSwitchBackend(s.name, ph.backend.type, undefined, {
-            backendOptions: ph.backend.options,
+            ...ph.backend.switch,
             fastPath: ph.fastPath,
           });
           s = await readState(s.name);
@@ -177,10 +181,9 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
     if (runningBackend(now) !== before || (now.spec.fastPath ?? 'none') !== fastPathBefore) {
       const b = benchBackend(before)!;
       say(`restoring the lab's backend ${b.label}`);
-      await labSwitchBackend(s.name, b.type, undefined, {
-        backendOptions: b.options,
-        fastPath: fastPathBefore,
-      }).catch((e: unknown) => say(`cannot restore backend ${b.label}: ${describeError(e)}`));
+      await labSwitchBackend(s.name, b.type, undefined, { ...b.switch, fastPath: fastPathBefore }).catch(
+        (e: unknown) => say(`cannot restore backend ${b.label}: ${describeError(e)}`),
+      );
     }
   }
 
@@ -196,9 +199,10 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
     for (const plan of phase) {
       const sm: Samples = { plan, hops: [], status: 'ok', tcp: { 1: [], 4: [] }, latency: [] };
       results.push(sm);
-      if (!(await reachable(plan.from, plan.to, plan.kind === 'native' ? 5_000 : 30_000))) {
+      // The lab returns from a switch once its paths answer: what does not answer within seconds will not.
+      if (!(await reachable(plan.from, plan.to, plan.kind === 'native' ? 5_000 : 10_000))) {
         sm.status = 'unreachable';
-        sm.reason = await whyUnreachable(plan);
+        sm.reason = await whyUnreachable(s, plan);
         say(`${plan.label}: unreachable, not measured: ${sm.reason}`);
         step += repetitions * (STREAMS.length + 1);
         continue;
@@ -336,8 +340,11 @@ async function ensurePods(
   return readState(s.name);
 }
 
-/** The sending node's agent knows why a peer is unreachable; else say what was tried. */
-async function whyUnreachable(plan: PathPlan): Promise<string> {
+/**
+ * The sending node's agent knows why a peer is unreachable; on Neutron, the ports say why a path the
+ * agent programmed is dropped (port security); else say what was tried.
+ */
+async function whyUnreachable(s: LabState, plan: PathPlan): Promise<string> {
   const fallback = `no reply to ping from ${plan.from.name} (${plan.from.ip}) to ${plan.to.name} (${plan.to.ip})`;
   if (plan.kind !== 'cross-node') return fallback;
   try {
@@ -345,6 +352,9 @@ async function whyUnreachable(plan: PathPlan): Promise<string> {
     const st = JSON.parse(r.body) as { peers?: { publicIP: string; path: string; reason?: string }[] };
     const peer = st.peers?.find((p) => p.publicIP === plan.toNode.publicIP);
     if (peer?.reason) return `${fallback}: the agent on ${plan.fromNode.name} says: ${peer.reason}`;
+    const dropped = s.neutron && (await neutronDropExplanation(s, plan.fromNode, plan.from.ip));
+    if (peer && dropped)
+      return `dropped: the agent on ${plan.fromNode.name} routes it ${peer.path}, and ${dropped}`;
     if (peer) return `${fallback} (the agent on ${plan.fromNode.name} routes it via ${peer.path})`;
   } catch {
     /* the fallback says enough */
@@ -352,7 +362,8 @@ async function whyUnreachable(plan: PathPlan): Promise<string> {
   return fallback;
 }
 
-async function weftVersion(): Promise<string> {
+/** weft's version, from package.json. */
+export async function weftVersion(): Promise<string> {
   const pkg = fileURLToPath(new URL('../../../package.json', import.meta.url));
   try {
     return (JSON.parse(await readFile(pkg, 'utf8')) as { version: string }).version;

@@ -41,6 +41,10 @@ export function registerCloudRoutes(program: Command): void {
     )
     .option('--router <id>', "use this router instead of the one on each node's subnet")
     .option(
+      '--pairs-only',
+      'address pairs only, no router routes (Magnum 2016: host-gw on one subnet; other subnets and outside hosts do not reach pods)',
+    )
+    .option(
       '--without-extension <alias>',
       'behave as if Neutron lacked it (e.g. extraroute-atomic)',
       collect,
@@ -71,6 +75,7 @@ interface Options {
   clusterName: string;
   stateDir: string;
   router?: string;
+  pairsOnly?: boolean;
   withoutExtension: string[];
   resync: string;
   statusSocket: string;
@@ -122,6 +127,7 @@ async function cloudRoutes(o: Options): Promise<number> {
     cluster: o.clusterName,
     resyncSeconds: resync,
     ...(o.router && { routerId: o.router }),
+    ...(o.pairsOnly && { routes: false }),
     ...(o.withoutExtension.length && { disableExtensions: o.withoutExtension }),
     log,
   });

@@ -1,74 +1,63 @@
-import { join } from 'node:path';
-import { labDown, labStatus, labUp, readState, labSwitchBackend, type LabState } from '../lab/lab.js';
-import { validateSpec } from '../lab/spec.js';
-import { execIn } from '../kernel/netns.js';
-import { agentGet } from './status-command.js';
+import { existsSync } from 'node:fs';
+import type { Command } from 'commander';
+import { WeftError } from '../util/errors.js';
 
 /**
- * `weft demo`: the quick start. Builds a 3-node lab, shows every pod reaching every other pod over
- * vxlan and then host-gw, shows a node's view, and removes the lab again (also on failure).
+ * `weft demo`: the talk in one command (src/demo/run.ts). Real Neutron by default (scripts/install.sh
+ * --neutron installs it); `--underlay flat` is a quick run without it.
  */
-export async function runDemo(opts: { name: string; keep: boolean }): Promise<number> {
-  const out = (s = '') => process.stdout.write(s + '\n');
-  const spec = validateSpec({
-    name: opts.name,
-    nodes: 3,
-    podsPerNode: 2,
-    underlay: 'flat',
-    backend: 'vxlan',
-  });
-  out(
-    `== weft demo: ${spec.nodes} nodes x ${spec.podsPerNode} pods, ${spec.underlay} underlay, ${spec.backend}`,
-  );
-  let failures = 0;
-  try {
-    const t0 = performance.now();
-    await labUp(spec, (m) => out(`   ${m}`));
-    out(`   lab up in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
-    const s = await labStatus(spec.name);
-    for (const n of s.nodes) out(`   node ${n.name}  ${n.publicIP.padEnd(12)} subnet ${n.subnet}`);
-    for (const p of s.pods) out(`   pod  ${p.name.padEnd(5)} on ${p.node}  ${p.ip}`);
-    failures += await pingMatrix(await readState(spec.name), 'vxlan');
-    const n1 = (await readState(spec.name)).nodes[0]!;
-    const st = JSON.parse((await agentGet(join(n1.dir, 'agent.sock'), '/status')).body) as {
-      peers: { subnet: string; publicIP: string; path: string }[];
-      podMtu: number;
-    };
-    out(
-      `\n   node n1 sees ${st.peers.length} peers (pod MTU ${st.podMtu}): ${st.peers.map((p) => `${p.subnet} via ${p.path} to ${p.publicIP}`).join(', ')}`,
-    );
-    out('\n== switching the lab to host-gw');
-    await labSwitchBackend(spec.name, 'host-gw', (m) => out(`   ${m}`));
-    failures += await pingMatrix(await readState(spec.name), 'host-gw');
-  } finally {
-    if (!opts.keep) {
-      await labDown(spec.name, (m) => out(`\n   ${m}`));
-    } else out(`\n   lab kept: weft lab status --name ${spec.name}; weft lab down --name ${spec.name}`);
-  }
-  out(
-    failures === 0
-      ? '\n== demo passed: every pod reached every other pod, with both backends'
-      : `\n== demo FAILED: ${failures} unreachable pairs`,
-  );
-  return failures === 0 ? 0 : 1;
-}
-
-async function pingMatrix(s: LabState, label: string): Promise<number> {
-  const out = (t: string) => process.stdout.write(t + '\n');
-  out(`\n   ping matrix (${label}), row = from, column = to:`);
-  out('          ' + s.pods.map((p) => p.name.padEnd(6)).join(''));
-  let bad = 0;
-  for (const a of s.pods) {
-    const cells = await Promise.all(
-      s.pods.map(async (b) => {
-        if (a === b) return '  -   ';
-        const r = await execIn(a.netns, ['ping', '-c', '1', '-W', '1', '-q', b.ip], { allowFailure: true });
-        if (r.code !== 0) bad++;
-        return r.code === 0 ? (a.node === b.node ? ' ok=  ' : ' ok   ') : ' FAIL ';
-      }),
-    );
-    out(`   ${a.name.padEnd(7)}${cells.join('')}`);
-  }
-  out('   (ok= same node, ok across nodes)');
-  return bad;
+export function registerDemo(program: Command): void {
+  program
+    .command('demo')
+    .description(
+      "the talk in one command: a Magnum cluster on real Neutron, a traced round trip, the overhead beside the talk's table, Flannel's limits with evidence, and the live switch to Neutron routing; writes weft-demo/report.html and result.json",
+    )
+    .option(
+      '--underlay <kind>',
+      'neutron (real Neutron, the default) | flat (a quick run without it)',
+      'neutron',
+    )
+    .option('--out <dir>', 'where to write result.json, report.html and bench/', 'weft-demo')
+    .option('--name <name>', 'lab name', 'demo')
+    .option(
+      '--template <file>',
+      'the Magnum cluster template to provision (default: examples/magnum-flannel.yaml)',
+    )
+    .option('--seconds <n>', 'seconds per bench measurement (after a 1 s warm-up)', '3')
+    .option('--repetitions <n>', 'repetitions of every bench measurement', '1')
+    .option('--keep', 'keep the lab afterwards (weft lab down --name NAME removes it)')
+    .option('--schema', 'print the JSON Schema of result.json')
+    .action(async (o: Record<string, string | boolean | undefined>) => {
+      if (o.schema) {
+        const { DEMO_JSON_SCHEMA } = await import('../demo/result.js');
+        process.stdout.write(JSON.stringify(DEMO_JSON_SCHEMA, null, 2) + '\n');
+        return;
+      }
+      const underlay = String(o.underlay);
+      if (underlay !== 'neutron' && underlay !== 'flat')
+        throw new WeftError(`--underlay: "${underlay}" is not neutron or flat`, {
+          hint: 'weft demo (real Neutron) or weft demo --underlay flat (quick, no Neutron)',
+        });
+      if (underlay === 'neutron' && !existsSync('/usr/bin/neutron-server'))
+        throw new WeftError('the demo runs on real Neutron, which is not installed', {
+          hint: 'bash scripts/install.sh --neutron (or a quick run without it: weft demo --underlay flat)',
+        });
+      const positive = (k: string, max: number): number => {
+        const v = Number(o[k]);
+        if (!Number.isInteger(v) || v < 1 || v > max)
+          throw new WeftError(`--${k}: "${String(o[k])}" is not an integer from 1 to ${max}`);
+        return v;
+      };
+      const { runDemo, DEFAULT_TEMPLATE } = await import('../demo/run.js');
+      const res = await runDemo({
+        underlay,
+        out: String(o.out),
+        name: String(o.name),
+        template: typeof o.template === 'string' ? o.template : DEFAULT_TEMPLATE,
+        seconds: positive('seconds', 600),
+        repetitions: positive('repetitions', 20),
+        keep: o.keep === true,
+      });
+      process.exitCode = res.ok ? 0 : 1;
+    });
 }

@@ -129,7 +129,11 @@ export function registerLab(program: Command): void {
     .argument('<type>', BACKEND_TYPES.join(' | '))
     .option('--name <name>', 'lab name (default: the only lab)')
     .option('--fast-path <mode>', 'also switch the BPF fast path: none | bpf | auto')
-    .action(async (type: string, o: { name?: string; fastPath?: string }) => {
+    .option(
+      '--address-pairs',
+      "host-gw on a neutron lab: the talk's 2016 fix, an address pair for its pod subnet on every node port (no router routes)",
+    )
+    .action(async (type: string, o: { name?: string; fastPath?: string; addressPairs?: boolean }) => {
       if (!(BACKEND_TYPES as readonly string[]).includes(type))
         throw new WeftError(`unknown backend "${type}"`, { hint: `use ${BACKEND_TYPES.join(', ')}` });
       const { isFastPathMode, FAST_PATH_MODES } = await import('../fastpath/mode.js');
@@ -138,7 +142,10 @@ export function registerLab(program: Command): void {
           hint: `use ${FAST_PATH_MODES.join(', ')}`,
         });
       const { labSwitchBackend } = await import('../lab/lab.js');
-      await labSwitchBackend(o.name ?? (await onlyLab()), type as BackendType, say, { fastPath: o.fastPath });
+      await labSwitchBackend(o.name ?? (await onlyLab()), type as BackendType, say, {
+        fastPath: o.fastPath,
+        addressPairs: o.addressPairs === true,
+      });
     });
   registerLifecycle(lab, say);
   registerLabServices(lab);
@@ -155,8 +162,11 @@ function registerLifecycle(lab: Command, say: (m: string) => void): void {
     .option('--pods <n>', 'pods to attach once its agent is ready')
     .action(async (o: { name?: string; pods?: string }) => {
       const { labAddNode } = await import('../lab/nodes.js');
-      const n = await labAddNode(await labName(o), { ...(o.pods !== undefined && { pods: count(o.pods) }) });
-      say(`node ${n.name} (${n.publicIP}) joined; its agent is ready`);
+      const n = await labAddNode(await labName(o), {
+        ...(o.pods !== undefined && { pods: count(o.pods) }),
+        progress: say,
+      });
+      say(`node ${n.name} (${n.publicIP}) joined; its agent is ready and every node reaches it`);
     });
   node
     .command('remove')

@@ -10,8 +10,9 @@ interface StatusJson {
   podMtu?: number;
   lease?: { subnet: string; reservation: boolean; vtepMac?: string };
   etcd: { endpoints: string[]; up: boolean };
-  peers: { subnet: string; publicIP: string; path: string; reason?: string }[];
+  peers: { subnet: string; publicIP: string; path: string; state?: string; reason?: string }[];
   fastPath?: { mode: string; active: boolean; reason?: string; netDevs?: string[] };
+  earlierCloud?: { state: string; pairs: number; routes: number; reason?: string };
   dataPath?: {
     kind: string;
     state: string;
@@ -52,18 +53,21 @@ export async function printStatus(socket: string, json: boolean): Promise<number
     `etcd:     ${s.etcd.endpoints.join(',')} ${s.etcd.up ? 'up' : 'DOWN'}`,
     `fastpath: ${fastPathLine(s.fastPath)}`,
     ...(s.dataPath ? [`datapath: ${dataPathLine(s.dataPath)}`] : []),
-    `peers:    ${s.peers.length}`,
+    `peers:    ${s.peers.length}${countStates(s.peers)}`,
   ];
-  const table = s.peers.map((p) => [p.subnet, p.publicIP, p.path, p.reason ?? '']);
-  const widths = [0, 1, 2].map((i) =>
-    Math.max(...[['SUBNET', 'PUBLIC IP', 'PATH'][i]!.length, ...table.map((r) => r[i]!.length)]),
-  );
+  if (s.earlierCloud && s.earlierCloud.state !== 'none')
+    lines.push(
+      `cloud:    ${s.earlierCloud.pairs} pair(s), ${s.earlierCloud.routes} route(s) of an earlier backend: ${s.earlierCloud.state}${s.earlierCloud.reason ? ` (${s.earlierCloud.reason})` : ''}`,
+    );
+  const head = ['SUBNET', 'PUBLIC IP', 'PATH', 'STATE', 'REASON'];
+  const table = s.peers.map((p) => [p.subnet, p.publicIP, p.path, p.state ?? '-', p.reason ?? '']);
+  const widths = [0, 1, 2, 3].map((i) => Math.max(head[i]!.length, ...table.map((r) => r[i]!.length)));
   const fmt = (r: string[]) =>
     r
-      .map((c, i) => (i < 3 ? c.padEnd(widths[i]!) : c))
+      .map((c, i) => (i < 4 ? c.padEnd(widths[i]!) : c))
       .join('  ')
       .trimEnd();
-  if (table.length) lines.push('', fmt(['SUBNET', 'PUBLIC IP', 'PATH', 'REASON']), ...table.map(fmt));
+  if (table.length) lines.push('', fmt(head), ...table.map(fmt));
   process.stdout.write(lines.join('\n') + '\n');
   return s.ready.ready ? 0 : 3;
 }
@@ -72,4 +76,11 @@ function fastPathLine(f: StatusJson['fastPath']): string {
   if (!f || f.mode === 'none') return 'off';
   if (!f.active) return `${f.mode}: off (${f.reason ?? 'not attached'})`;
   return `${f.mode}: on (pod veths${f.netDevs?.length ? `, ${f.netDevs.join(', ')}` : ''})`;
+}
+
+/** " (2 ready, 1 pending)": the peers by readiness state. */
+function countStates(peers: { state?: string }[]): string {
+  const n = new Map<string, number>();
+  for (const p of peers) if (p.state) n.set(p.state, (n.get(p.state) ?? 0) + 1);
+  return n.size ? ` (${[...n].map(([k, v]) => `${v} ${k}`).join(', ')})` : '';
 }

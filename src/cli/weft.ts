@@ -94,18 +94,6 @@ program
   });
 
 program
-  .command('demo')
-  .description(
-    'quick start: build a 3-node lab, show pods reaching each other over vxlan and host-gw, remove it',
-  )
-  .option('--name <name>', 'lab name', 'demo')
-  .option('--keep', 'keep the lab afterwards')
-  .action(async (o: { name: string; keep?: boolean }) => {
-    const { runDemo } = await import('./demo-command.js');
-    process.exitCode = await runDemo({ name: o.name, keep: o.keep === true });
-  });
-
-program
   .command('cni-server')
   .description(
     "serve weft-cni's fast path for this network namespace without an agent (the agent serves it itself)",
@@ -180,6 +168,8 @@ const { registerCloudRoutes } = await import('./cloud-routes-command.js');
 registerCloudRoutes(program);
 const { registerTrace } = await import('./trace-command.js');
 registerTrace(program);
+const { registerDemo } = await import('./demo-command.js');
+registerDemo(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -48,6 +48,11 @@ export interface CoordinatorOptions {
   routerId?: string;
   /** Behave as if the cloud lacked these extensions (e.g. extraroute-atomic). */
   disableExtensions?: readonly string[];
+  /**
+   * false: address pairs only, no router routes (`--pairs-only`: Magnum's 2016 fix for host-gw on one
+   * subnet — pods of nodes on other subnets and outside hosts stay unreachable). Default true.
+   */
+  routes?: boolean;
   log?: CoordinatorLogger;
 }
 
@@ -64,8 +69,11 @@ export type NodeRouteState = 'pending' | 'programmed' | 'refused' | 'error';
 export interface SubnetResult {
   podCIDR: string;
   pair: EnsureResult | undefined;
-  /** `no-router`: no router serves the node's subnet (same-subnet peers still work through the pair). */
-  route: EnsureResult | 'no-router' | undefined;
+  /**
+   * `no-router`: no router serves the node's subnet (same-subnet peers still work through the pair);
+   * `pairs-only`: routes were not asked for (CoordinatorOptions.routes false).
+   */
+  route: EnsureResult | 'no-router' | 'pairs-only' | undefined;
 }
 
 export interface NodeRouteStatus {
@@ -289,7 +297,8 @@ export class CloudRoutesCoordinator {
         owned?.pairs.some((x) => x.portId !== caps.node.portId);
       if (moved) await p.reapNode(node);
       else if (owned) {
-        const staleRoutes = owned.routes.filter((r) => !cidrs.includes(r.destination));
+        const wantRoutes = this.#o.routes !== false;
+        const staleRoutes = owned.routes.filter((r) => !wantRoutes || !cidrs.includes(r.destination));
         const stalePairs = owned.pairs.filter((x) => !cidrs.includes(x.ipAddress));
         if (staleRoutes.length) await p.removeRoutes(staleRoutes);
         for (const x of stalePairs) await p.removePodSubnetAllowed(x.ipAddress);
@@ -305,7 +314,8 @@ export class CloudRoutesCoordinator {
         route: undefined,
       }));
       for (const s of subnets) s.pair = await p.ensurePodSubnetAllowed(s.podCIDR);
-      if (caps.router && caps.routes !== 'unavailable') {
+      if (this.#o.routes === false) for (const s of subnets) s.route = 'pairs-only';
+      else if (caps.router && caps.routes !== 'unavailable') {
         const routes: CloudRoute[] = cidrs.map((destination) => ({ destination, nexthop: nodeIP }));
         const results = await p.ensureRoutes(routes);
         subnets.forEach((s, i) => (s.route = results[i]));

@@ -11,6 +11,9 @@ import { FAST_PATH_MODES, isFastPathMode, type FastPathMode } from '../fastpath/
 export const BACKEND_TYPES = ['vxlan', 'host-gw', 'neutron', 'auto', 'udp'] as const;
 export type BackendType = (typeof BACKEND_TYPES)[number];
 
+/** Extra keys of a network config's Backend object beside `Type` (udp's `Batch`, say), as written. */
+export type BackendOptions = Record<string, unknown>;
+
 export interface BackendConfig {
   type: BackendType;
   /** VXLAN network identifier (vxlan, and auto's fallback path). */

@@ -76,6 +76,7 @@ const IFLA_VXLAN_PORT = 15;
 
 const IFA_ADDRESS = 1;
 const IFA_LOCAL = 2;
+const IFA_LABEL = 3;
 const IFA_BROADCAST = 4;
 
 const RTA_DST = 1;
@@ -282,6 +283,7 @@ class Session {
           bcast.writeUInt32BE((bcast.readUInt32BE(0) | (len === 0 ? 0xffffffff : 2 ** (32 - len) - 1)) >>> 0);
           attrs.push(attr(IFA_BROADCAST, bcast));
         }
+        if (o.label !== undefined) attrs.push(str(IFA_LABEL, o.label));
         const body = Buffer.concat([ifaddrmsg(len, this.index(o.dev)), ...attrs]);
         if (o.op === 'addr-del') return { type: RTM_DELADDR, flags: 0, body };
         const flags = NLM_F_CREATE | (o.op === 'addr-add' ? NLM_F_EXCL : NLM_F_REPLACE);

@@ -51,7 +51,14 @@ export type Op =
   | { op: 'link-del'; name: string }
   /** A new name for a device; the kernel renames an up device since 6.2 (older ones answer EBUSY). */
   | { op: 'link-rename'; name: string; to: string }
-  | { op: 'addr-add' | 'addr-replace' | 'addr-del'; dev: string; cidr: string; broadcast?: boolean }
+  | {
+      op: 'addr-add' | 'addr-replace' | 'addr-del';
+      dev: string;
+      cidr: string;
+      broadcast?: boolean;
+      /** The address's label (`dev` or `dev:suffix`): marks an address as someone's on a shared device. */
+      label?: string;
+    }
   | {
       op: 'route-add' | 'route-append' | 'route-replace' | 'route-del';
       /** "10.244.2.0/24", or "default". */
@@ -114,7 +121,9 @@ export function render(o: Op): Rendered {
     case 'addr-add':
     case 'addr-replace':
     case 'addr-del':
-      return ip(`addr ${o.op.slice(5)} ${o.cidr}${o.broadcast ? ' broadcast +' : ''} dev ${o.dev}`);
+      return ip(
+        `addr ${o.op.slice(5)} ${o.cidr}${o.broadcast ? ' broadcast +' : ''} dev ${o.dev}${opt('label', o.label)}`,
+      );
     case 'route-add':
     case 'route-append':
     case 'route-replace':

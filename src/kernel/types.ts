@@ -29,6 +29,8 @@ export interface AddrInfo {
   prefixlen: number;
   scope?: string;
   broadcast?: string;
+  /** IPv4: the address's label (the device's name unless it was given one, e.g. `lo:weft`). */
+  label?: string;
 }
 
 export interface LinkWithAddrs extends Link {

@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { formatNetworkConfig, type BackendType } from '../config/network-config.js';
+import { formatNetworkConfig, type BackendOptions, type BackendType } from '../config/network-config.js';
 import { configKey, DEFAULT_PREFIX } from '../store/lease.js';
 import { startEtcd } from './etcd-server.js';
 import { Journal, labDir } from './journal.js';
@@ -30,7 +30,7 @@ export async function putNetworkConfig(
   etcd: EtcdRef,
   spec: Pick<LabSpec, 'network' | 'subnetLen'> & Partial<Pick<LabSpec, 'fastPath'>>,
   backend: BackendType,
-  options?: Record<string, unknown>,
+  options?: BackendOptions,
 ): Promise<void> {
   const fastPath = spec.fastPath ?? 'none';
   await etcdctl(etcd, [

@@ -7,6 +7,7 @@ import { Journal, labDir } from './journal.js';
 import { cmdline, destroyNetns, killAll, listNetns } from './netns.js';
 import { fixture } from './neutron-underlay.js';
 import { attachPodsTo } from './pods.js';
+import { waitReachable } from './reachability.js';
 import type { LabSpec } from './spec.js';
 import { labPrefix, listLabs, writeState, type LabState } from './state.js';
 import { buildTopology, type Progress } from './underlay.js';
@@ -31,6 +32,7 @@ export {
   AGENT_METRICS_PORT,
 } from './agents.js';
 export { labSwitchBackend, type SwitchOptions } from './backend.js';
+export { waitReachable, type Reachability } from './reachability.js';
 export { labEtcd } from './etcd.js';
 export { labAddNode, labRemoveNode } from './nodes.js';
 export { attachPodsTo, cniConfig, labAttachPods, labDetachPod, CNI_PLUGIN } from './pods.js';
@@ -104,6 +106,10 @@ export async function labUp(spec: LabSpec, progress: Progress = () => undefined)
     await Promise.all(state.nodes.map((n) => waitReady(n)));
     mark('agents', t);
     progress(`agents ready on ${state.nodes.length} nodes`);
+    // Ready means reachable: every peer path the agents can carry has answered (cloud paths probed).
+    t = performance.now();
+    await waitReachable(state, progress);
+    mark('reachable', t);
 
     t = performance.now();
     await Promise.all(state.nodes.map((node) => attachPodsTo(state, node, spec.podsPerNode, j)));

@@ -9,6 +9,7 @@ import { etcdctl } from './etcd.js';
 import { Journal, labDir } from './journal.js';
 import { cmdline } from './netns.js';
 import { attachPodsTo, detachPod } from './pods.js';
+import { waitReachable } from './reachability.js';
 import { findNode, readState, writeState, type NodeState } from './state.js';
 import { nextNodeIndex } from './topology.js';
 import { assertNodeCanLeave, joinUnderlay, leaveUnderlay, type Progress } from './underlay.js';
@@ -16,12 +17,14 @@ import { assertNodeCanLeave, joinUnderlay, leaveUnderlay, type Progress } from '
 /** Nodes joining and leaving a running lab. */
 
 /**
- * Adds a node to a running lab and starts its agent; unless told not to wait, waits for it and attaches
- * pods. `agent: false` plugs a bare node into the underlay (for a node a test builds as flanneld would).
+ * Adds a node to a running lab and starts its agent; unless told not to wait, waits until it is ready
+ * and every node reaches every other (ready means reachable: on a neutron lab, the new node's cloud
+ * paths have answered their probes both ways), then attaches pods. `agent: false` plugs a bare node
+ * into the underlay (for a node a test builds as flanneld would).
  */
 export async function labAddNode(
   name: string,
-  opts: { pods?: number; waitForReady?: boolean; agent?: boolean } = {},
+  opts: { pods?: number; waitForReady?: boolean; agent?: boolean; progress?: Progress } = {},
 ): Promise<NodeState> {
   const s = await readState(name);
   const j = new Journal(labDir(name));
@@ -33,6 +36,7 @@ export async function labAddNode(
   await writeState(s);
   if (opts.waitForReady !== false && opts.agent !== false) {
     await waitReady(node);
+    await waitReachable(s, opts.progress);
     await attachPodsTo(s, node, opts.pods ?? s.spec.podsPerNode, j);
     await writeState(s);
   }

@@ -1,6 +1,6 @@
 import { readdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { BackendType } from '../config/network-config.js';
+import type { BackendOptions, BackendType } from '../config/network-config.js';
 import { WeftError } from '../util/errors.js';
 import { LAB_ROOT, labDir } from './journal.js';
 import type { NeutronLab } from './neutron-underlay.js';
@@ -34,7 +34,7 @@ export interface LabState {
   underlay: string;
   backend: BackendType;
   /** Extra keys of the network config's Backend object (a bench variant such as udp with Batch 1). */
-  backendOptions?: Record<string, unknown>;
+  backendOptions?: BackendOptions;
   spec: LabSpec;
   createdAt: string;
   etcd: { netns: string | null; endpoints: string[]; pid: number };
@@ -43,6 +43,11 @@ export interface LabState {
   switchNetns: string;
   /** The Neutron resources of a neutron underlay. */
   neutron?: NeutronLab;
+  /**
+   * The talk's 2016 fix is in place: the lab (as Magnum's Heat templates did) gave every node port the
+   * address pairs of its pod subnet, no router routes (address-pairs.ts); removed at the next switch.
+   */
+  addressPairs?: boolean;
   nodes: NodeState[];
   pods: PodState[];
   /** Seconds `lab up` took, by phase. */

@@ -4,11 +4,11 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
 import { readState } from '../../src/lab/lab.js';
 import { schemaErrors, type BenchResult } from '../../src/bench/result.js';
 import { run } from '../../src/util/exec.js';
 import { upLab } from '../helpers/lab.js';
+import { openOffline } from '../helpers/browser.js';
 
 const WEFT = fileURLToPath(new URL('../../src/cli/weft.js', import.meta.url));
 const weft = (args: string[]) =>
@@ -105,22 +105,8 @@ test(
     await t.test(
       'report.html renders offline in headless Chromium with its four charts visible',
       async () => {
-        const browser = await chromium.launch({
-          executablePath: '/usr/bin/chromium',
-          args: [
-            '--no-sandbox',
-            '--disable-gpu',
-            '--disable-background-networking',
-            '--disable-component-update',
-          ],
-        });
+        const { page, fetched, close } = await openOffline(join(out, 'report.html'));
         try {
-          const page = await browser.newPage({ viewport: { width: 1200, height: 900 } });
-          const fetched: string[] = [];
-          page.on('request', (req) => {
-            if (!req.url().startsWith('file:')) fetched.push(req.url());
-          });
-          await page.goto(`file://${join(out, 'report.html')}`);
           const charts = await page.locator('svg.chart').all();
           assert.equal(charts.length, 4);
           for (const c of charts) {
@@ -136,7 +122,7 @@ test(
           assert.deepEqual(fetched, [], 'nothing fetched from the network');
           await page.screenshot({ path: join(out, 'report.png'), fullPage: true });
         } finally {
-          await browser.close();
+          await close();
         }
       },
     );

@@ -3,7 +3,7 @@
 // The data path (pods pinging across Neutron ports) is in cloud-routes-neutron.test.ts.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -244,6 +244,64 @@ test('nodes file (kubectl get nodes -o json): watched for changes, bad entries h
   }
 });
 
+/** `weft cloud-routes --once` against the fixture's API for a nodes file (cluster `cluster`, state in tmp). */
+async function cliArgs(b: number, file: string, cluster: string): Promise<string[]> {
+  const clouds = join(tmp, `clouds-${b}.yaml`);
+  await writeFile(
+    clouds,
+    `clouds:\n  fixture:\n    auth_type: none\n    network_endpoint_override: ${neutron.url}\n`,
+  );
+  const state = join(tmp, `state-${b}`);
+  return [
+    WEFT,
+    'cloud-routes',
+    '--nodes-file',
+    file,
+    '--cloud',
+    'fixture',
+    '--cloud-config',
+    clouds,
+    '--cluster-name',
+    cluster,
+    '--state-dir',
+    state,
+    '--once',
+  ];
+}
+
+test('--release reaches the cloud through the one node it initialised, also after reaping that node first', async () => {
+  const t = await topo(['1.41', '1.42', '1.43']);
+  const ips = ['1.41', '1.42', '1.43'].map((h) => t.ip(h));
+  const nodes = ips.map((ip, i) => ({ node: `rel-${i + 1}`, nodeIP: ip, podCIDR: `10.247.${i + 1}.0/24` }));
+  const file = join(tmp, `nodes-${t.b}.yaml`);
+  const write = (order: typeof nodes) =>
+    writeFile(
+      file,
+      order.map((n) => `- {node: ${n.node}, nodeIP: ${n.nodeIP}, podCIDR: ${n.podCIDR}}\n`).join(''),
+    );
+  await write(nodes);
+  const args = await cliArgs(t.b, file, 'rel');
+  const once = await run(process.execPath, args, { allowFailure: true });
+  assert.equal(once.code, 0, once.stderr);
+  assert.equal((await routesOf(t.routerId)).length, 3);
+  // --release initialises the source's first node only; list first the node whose records come first,
+  // so that the node it reaches the cloud through is reaped before the others.
+  const records = JSON.parse(await readFile(join(tmp, `state-${t.b}`, 'ownership.json'), 'utf8')) as Record<
+    string,
+    string
+  >;
+  const first = Object.keys(records)
+    .sort()
+    .find((k) => k.startsWith('neutron/'))!;
+  const firstOwner = (JSON.parse(records[first]!) as { node: string }).node;
+  await write([...nodes.filter((n) => n.node === firstOwner), ...nodes.filter((n) => n.node !== firstOwner)]);
+  const rel = await run(process.execPath, [...args.slice(0, -1), '--release'], { allowFailure: true });
+  assert.equal(rel.code, 0, rel.stderr);
+  assert.match(rel.stdout, /released the routes and pairs of 3 node\(s\)/, rel.stdout + rel.stderr);
+  assert.deepEqual(await routesOf(t.routerId), []);
+  for (const ip of ips) assert.deepEqual(await pairsOf(t.ports[ip]!), [], `pairs of ${ip}`);
+});
+
 test('a full router refuses the next node by name in one line (cloud-routes --once exits 2); the others are programmed', async () => {
   const t = await topo(['1.31', '1.32']);
   const [a, b] = [t.ip('1.31'), t.ip('1.32')];
@@ -257,26 +315,7 @@ test('a full router refuses the next node by name in one line (cloud-routes --on
     file,
     `- {node: small-1, nodeIP: ${a}, podCIDR: 10.246.1.0/24}\n- {node: small-2, nodeIP: ${b}, podCIDR: 10.246.2.0/24}\n`,
   );
-  const clouds = join(tmp, `clouds-${t.b}.yaml`);
-  await writeFile(
-    clouds,
-    `clouds:\n  fixture:\n    auth_type: none\n    network_endpoint_override: ${neutron.url}\n`,
-  );
-  const args = [
-    WEFT,
-    'cloud-routes',
-    '--nodes-file',
-    file,
-    '--cloud',
-    'fixture',
-    '--cloud-config',
-    clouds,
-    '--cluster-name',
-    'small',
-    '--state-dir',
-    join(tmp, `state-${t.b}`),
-    '--once',
-  ];
+  const args = await cliArgs(t.b, file, 'small');
   const r = await run(process.execPath, args, { allowFailure: true });
   assert.equal(r.code, 2, r.stderr);
   assert.match(r.stdout, /NODE +NODE IP +POD SUBNETS +STATE/);

@@ -70,6 +70,8 @@ function nodeOps(pod: string): Op[] {
     { op: 'link-set', name: 'weft.udp', up: true },
     { op: 'route-replace', dst: '10.244.0.0/16', dev: 'weft.udp', proto: 87 },
     { op: 'link-add-tun', name: 'weft.udp', multiQueue: true }, // 29: the name is taken
+    // The neutron backend's probe address: on the loopback, labelled as weft's (kernel/probe.ts).
+    { op: 'addr-add', dev: 'lo', cidr: '10.244.1.0/32', label: 'lo:weft' },
   ];
 }
 
@@ -91,7 +93,7 @@ async function view(ns: { node: string; pod: string }) {
         master: l.master,
         addrs: l.addr_info
           .filter((a) => a.family === 'inet')
-          .map((a) => `${a.local}/${a.prefixlen} ${a.broadcast ?? ''}`),
+          .map((a) => `${a.local}/${a.prefixlen} ${a.broadcast ?? ''} ${a.label ?? ''}`),
         v6: l.addr_info.some((a) => a.family === 'inet6'),
       }))
       .sort((a, b) => a.name.localeCompare(b.name));
@@ -161,8 +163,16 @@ test('netlink and iproute2 build the same node and pod, and fail on the same Ops
   // on the bridge in hairpin mode, the tunnel without an IPv6 address, the routes after the failures.
   assert.deepEqual(
     a.view.pod.find((l) => l.name === 'eth0'),
-    { name: 'eth0', mtu: 1400, up: true, master: undefined, addrs: ['10.244.1.5/24 10.244.1.255'], v6: true },
+    {
+      name: 'eth0',
+      mtu: 1400,
+      up: true,
+      master: undefined,
+      addrs: ['10.244.1.5/24 10.244.1.255 eth0'],
+      v6: true,
+    },
   );
+  assert.deepEqual(a.view.node.find((l) => l.name === 'lo')?.addrs, ['10.244.1.0/32  lo:weft']);
   assert.deepEqual(a.view.kinds.veth1, ['veth', true]);
   assert.equal(a.view.node.find((l) => l.name === 'weft.1')?.v6, false);
   assert.deepEqual(

@@ -45,7 +45,7 @@ test(
     await t.test(
       'switched to udp with Batch 1 (a backend option): weft-udp runs as Flannel’s proxy',
       async () => {
-        await labSwitchBackend(name, 'udp', undefined, { backendOptions: { Batch: 1 } });
+        await labSwitchBackend(name, 'udp', undefined, { backend: { Batch: 1 } });
         const s = await readState(name);
         assert.deepEqual(s.backendOptions, { Batch: 1 }, 'the lab records the options');
         for (const n of s.nodes) {
