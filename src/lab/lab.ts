@@ -1,4 +1,4 @@
-import { mkdir, rm } from 'node:fs/promises';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { WeftError, describeError } from '../util/errors.js';
 import { startAgent, waitReady } from './agents.js';
@@ -51,6 +51,9 @@ export {
 export { ETCD_IP, EXTERNAL_IP } from './topology.js';
 
 // ------------------------------------------------------------------------------------------- up
+/** In a lab's directory: the pid of the supervisor that made it (WEFT_LAB_OWNER), when there is one. */
+export const LAB_OWNER_FILE = 'owner-pid';
+
 export async function labUp(spec: LabSpec, progress: Progress = () => undefined): Promise<LabState> {
   const dir = labDir(spec.name);
   if (
@@ -68,6 +71,10 @@ export async function labUp(spec: LabSpec, progress: Progress = () => undefined)
   await mkdir(dir, { recursive: true });
   const j = new Journal(dir);
   await j.record({ kind: 'dir', path: dir });
+  // A lab made under a supervisor that outlives its commands (the test runner) names it, so that the
+  // supervisor's next start can take down what a killed run left behind (scripts/run-tests.mjs).
+  const owner = process.env.WEFT_LAB_OWNER;
+  if (owner && /^\d+$/.test(owner)) await writeFile(join(dir, LAB_OWNER_FILE), `${owner}\n`);
   try {
     let t = performance.now();
     const topo = await buildTopology(spec, dir, j, progress);
