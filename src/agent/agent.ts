@@ -8,7 +8,7 @@ import { formatIPv4 } from '../util/ipv4.js';
 import type { Logger } from '../util/log.js';
 import { Timers } from '../util/timers.js';
 import { startCniServer, type CniServer } from '../cni/server.js';
-import { effectiveMode, type FastPathMode } from '../fastpath/mode.js';
+import { effectiveMode, type FastPathMode } from '../config/fast-path-mode.js';
 import type { CloudOptions } from './cloud.js';
 import { DataPlane } from './dataplane.js';
 import { EtcdLink } from './etcd-link.js';

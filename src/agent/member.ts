@@ -10,7 +10,7 @@ import type { Logger } from '../util/log.js';
 import { Timers } from '../util/timers.js';
 import type { CloudOptions, CloudRouting } from './cloud.js';
 import { CloudCoordinator, EarlierCloudRelease, findInCloud, wantsCloud } from './cloud-coordinator.js';
-import type { FastPathMode } from '../fastpath/mode.js';
+import type { FastPathMode } from '../config/fast-path-mode.js';
 import type { DataPlane } from './dataplane.js';
 import type { EtcdLink } from './etcd-link.js';
 import type { PublicInterface } from './iface.js';

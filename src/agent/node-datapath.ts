@@ -2,7 +2,7 @@ import type { Registry } from 'prom-client';
 import type { NetworkConfig } from '../config/network-config.js';
 import { vxlanDeviceName, type Backend, type Plan } from '../backend/types.js';
 import { FastPathDataPath, removeFastPath, type FastPathStatus } from '../fastpath/datapath.js';
-import type { FastPathMode } from '../fastpath/mode.js';
+import type { FastPathMode } from '../config/fast-path-mode.js';
 import { listFdb, sysctlRead, sysctlWrite } from '../kernel/iproute.js';
 import { setProbeAddress } from '../kernel/probe.js';
 import type { Lease } from '../store/lease.js';

@@ -24,7 +24,7 @@ import {
   withFastPath,
   type PathPlan,
 } from './paths.js';
-import type { FastPathMode } from '../fastpath/mode.js';
+import type { FastPathMode } from '../config/fast-path-mode.js';
 import { buildReference, type Reference } from './reference.js';
 import { RESULT_SCHEMA_ID, type BenchResult, type Hop, type PathResult, type Throughput } from './result.js';
 import { ratio, stat } from './stats.js';

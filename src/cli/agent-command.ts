@@ -3,7 +3,7 @@ import { sdNotify } from '../agent/sd-notify.js';
 import { checkEtcdAccess, plainEtcdWarning, type EtcdSecurity } from '../store/registry.js';
 import { createLogger, type LogLevel } from '../util/log.js';
 import { describeError } from '../util/errors.js';
-import type { FastPathMode } from '../fastpath/mode.js';
+import type { FastPathMode } from '../config/fast-path-mode.js';
 
 /** `weft agent`: runs until SIGTERM/SIGINT; a fatal start-up problem is one line on stderr and exit 1. */
 export async function runAgent(o: Record<string, string | string[] | boolean | undefined>): Promise<void> {

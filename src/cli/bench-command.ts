@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { BENCH_BACKEND_IDS } from '../bench/backends.js';
 import { WeftError } from '../util/errors.js';
-import { onlyLab } from './lab-command.js';
+import { onlyLab } from './only-lab.js';
 
 /** `weft bench`: a thin layer over src/bench. */
 export function registerBench(program: Command): void {

@@ -4,6 +4,7 @@ import { BACKEND_TYPES, type BackendType } from '../config/network-config.js';
 import { WeftError } from '../util/errors.js';
 import { formatTable } from '../util/table.js';
 import { registerLabServices } from './lab-services-command.js';
+import { onlyLab } from './only-lab.js';
 
 /** `weft lab up|down|status|exec|backend|node|pod|agent`: a thin layer over src/lab. */
 export function registerLab(program: Command): void {
@@ -136,7 +137,7 @@ export function registerLab(program: Command): void {
     .action(async (type: string, o: { name?: string; fastPath?: string; addressPairs?: boolean }) => {
       if (!(BACKEND_TYPES as readonly string[]).includes(type))
         throw new WeftError(`unknown backend "${type}"`, { hint: `use ${BACKEND_TYPES.join(', ')}` });
-      const { isFastPathMode, FAST_PATH_MODES } = await import('../fastpath/mode.js');
+      const { isFastPathMode, FAST_PATH_MODES } = await import('../config/fast-path-mode.js');
       if (o.fastPath !== undefined && !isFastPathMode(o.fastPath))
         throw new WeftError(`unknown fast path "${o.fastPath}"`, {
           hint: `use ${FAST_PATH_MODES.join(', ')}`,
@@ -240,14 +241,4 @@ function signalOf(v: string): NodeJS.Signals {
   if (!(name in constants.signals))
     throw new WeftError(`unknown signal "${v}"`, { hint: 'e.g. KILL, TERM, INT, HUP' });
   return name as NodeJS.Signals;
-}
-
-/** The lab a command means when --name is not given: the only one up, else a clear error. */
-export async function onlyLab(): Promise<string> {
-  const { listLabs } = await import('../lab/lab.js');
-  const labs = await listLabs();
-  if (labs.length === 1) return labs[0]!;
-  throw new WeftError(labs.length === 0 ? 'no lab is up' : `several labs are up (${labs.join(', ')})`, {
-    hint: labs.length === 0 ? 'weft lab up --name NAME' : 'pass --name',
-  });
 }

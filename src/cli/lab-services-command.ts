@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { formatTable } from '../util/table.js';
-import { onlyLab } from './lab-command.js';
+import { onlyLab } from './only-lab.js';
 
 /** `weft lab service add|del|list` and `weft lab serve`: Kubernetes services and responders in a lab. */
 export function registerLabServices(lab: Command): void {

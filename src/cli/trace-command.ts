@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { WeftError } from '../util/errors.js';
-import { onlyLab } from './lab-command.js';
+import { onlyLab } from './only-lab.js';
 
 /** `weft trace` (a probe through a lab, hop by hop) and `weft trace-node` (the node-local half, raw). */
 export function registerTrace(program: Command): void {

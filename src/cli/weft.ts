@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import { Command, Option } from 'commander';
 import { describeError } from '../util/errors.js';
-import { FAST_PATH_MODES } from '../fastpath/mode.js';
+import { FAST_PATH_MODES } from '../config/fast-path-mode.js';
 import { applyEnvOptions, ENV_HELP } from './env-options.js';
 
 /**

@@ -1,6 +1,6 @@
 import { Cidr, formatIPv4, parseIPv4 } from '../util/ipv4.js';
 import { ConfigError } from '../util/errors.js';
-import { FAST_PATH_MODES, isFastPathMode, type FastPathMode } from '../fastpath/mode.js';
+import { FAST_PATH_MODES, isFastPathMode, type FastPathMode } from './fast-path-mode.js';
 
 /**
  * The network configuration at <prefix>/config, in Flannel's format (reference/flannel.md §2). Field

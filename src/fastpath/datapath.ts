@@ -13,7 +13,7 @@ import type { Cidr } from '../util/ipv4.js';
 import type { Logger } from '../util/log.js';
 import { setFastPathGate } from './gate.js';
 import { registerFastPathMetrics, type KernelCounters } from './metrics.js';
-import type { FastPathMode } from './mode.js';
+import type { FastPathMode } from '../config/fast-path-mode.js';
 import { fastPathPlan, syncScript, type FastPathNode } from './plan.js';
 
 export interface FastPathStatus {

@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import type { BackendOptions, BackendType } from '../config/network-config.js';
-import type { FastPathMode } from '../fastpath/mode.js';
+import type { FastPathMode } from '../config/fast-path-mode.js';
 import { readSubnetEnv } from '../config/subnet-env.js';
 import { WeftError } from '../util/errors.js';
 import { applyAddressPairs, releaseAddressPairs } from './address-pairs.js';

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ConfigError, WeftError } from '../util/errors.js';
 import { Journal, labDir } from './journal.js';
-import type { LabState } from './lab.js';
+import type { LabState } from './state.js';
 import { cmdline } from './netns.js';
 
 /**

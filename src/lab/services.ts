@@ -4,7 +4,7 @@ import { nftDeleteTable, nftLoad } from '../kernel/observe.js';
 import { ConfigError, WeftError } from '../util/errors.js';
 import { formatIPv4, parseIPv4 } from '../util/ipv4.js';
 import { labDir } from './journal.js';
-import type { LabState } from './lab.js';
+import type { LabState } from './state.js';
 
 /**
  * Kubernetes services in the lab, programmed on every node as kube-proxy's nftables mode does: a

@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { parse as parseYaml } from 'yaml';
 import { BACKEND_TYPES, type BackendType } from '../config/network-config.js';
 import { ConfigError, WeftError } from '../util/errors.js';
-import { FAST_PATH_MODES, isFastPathMode, type FastPathMode } from '../fastpath/mode.js';
+import { FAST_PATH_MODES, isFastPathMode, type FastPathMode } from '../config/fast-path-mode.js';
 
 /**
  * A lab cluster, declared: the YAML file's keys mirror the flags of `weft lab up`

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Plan } from '../../src/backend/types.js';
 import { parseNetworkConfig } from '../../src/config/network-config.js';
-import { effectiveMode } from '../../src/fastpath/mode.js';
+import { effectiveMode } from '../../src/config/fast-path-mode.js';
 import { fastPathPlan, syncScript } from '../../src/fastpath/plan.js';
 import { ConfigError } from '../../src/util/errors.js';
 import { Cidr, parseIPv4 } from '../../src/util/ipv4.js';
