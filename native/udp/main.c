@@ -42,35 +42,12 @@
 #include <unistd.h>
 
 
-struct config cfg = {.tun = "weft.udp", .port = 8285, .mtu = 1472, .batch = 64, .workers = 1};
-_Atomic(struct table *) g_table;
-atomic_bool g_stop;
-struct worker workers[MAX_WORKERS];
-
-const char *const drop_names[DROP_N] = {
-    "short",   "not_ipv4",  "bad_header", "bad_length", "truncated",    "not_peer",    "wrong_dest",
-    "tun_write", "no_route", "ttl_exceeded", "too_big", "send_error", "tun_not_ipv4", "tun_malformed"};
-const unsigned char drop_is_tx[DROP_N] = {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1};
 static const char *const hist_names[H_N] = {"tun_read", "tx_send", "rx_recv", "rx_write"};
 
 static uint64_t started_ns;
 static int main_wake = -1; /* a worker that stops the process wakes the control loop through it */
 static int exit_code;
 static uint64_t ctl_pmtu_events;
-
-void log_msg(const char *fmt, ...) {
-  char ts[32];
-  time_t now = time(NULL);
-  struct tm tm;
-  gmtime_r(&now, &tm);
-  strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  va_list ap;
-  va_start(ap, fmt);
-  fprintf(stderr, "%s weft-udp[%d]: ", ts, (int)getpid());
-  vfprintf(stderr, fmt, ap);
-  fputc('\n', stderr);
-  va_end(ap);
-}
 
 static void die(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3), noreturn));
 static void die(int code, const char *fmt, ...) {
