@@ -129,9 +129,15 @@ function traceDiagram(t: TraceStepResult, id: string): string {
   const rowH = 22;
   const left = 150;
   const top = 40;
-  const width = left + hosts.length * colW + 40;
-  const height = top + hops.length * rowH + 20;
   const x = (host: string) => left + hosts.indexOf(host) * colW + colW / 2;
+  const label = (h: (typeof hops)[number]) =>
+    `${h.device} ${h.event}${h.nat ? ` ${h.nat}` : ''}${h.layers.length ? ` [${h.layers.length}× encap]` : ''}`;
+  // Wide enough for the longest label right of its lane (the last lane's would be cut off otherwise).
+  const width = Math.max(
+    left + hosts.length * colW + 40,
+    ...hops.map((h) => Math.ceil(x(h.host) + 9 + label(h).length * 7 + 10)),
+  );
+  const height = top + hops.length * rowH + 20;
   const out: string[] = [
     `<svg class="chart trace" data-trace="${id}" viewBox="0 0 ${width} ${height}" role="img" aria-label="trace ${esc(id)}">`,
   ];
@@ -158,7 +164,7 @@ function traceDiagram(t: TraceStepResult, id: string): string {
     out.push(
       `<circle cx="${x(h.host)}" cy="${y}" r="5" fill="${fill}"><title>${esc(`${h.host}/${h.device} ${h.event} ${h.layers.join(' | ')} ${h.nat ?? ''} ${h.drop ?? ''}`)}</title></circle>`,
       `<text x="8" y="${y + 4}" class="tick">+${h.tUs.toFixed(0)} µs (+${h.dtUs.toFixed(0)})</text>`,
-      `<text x="${x(h.host) + 9}" y="${y + 4}" class="val">${esc(`${h.device} ${h.event}${h.nat ? ` ${h.nat}` : ''}${h.layers.length ? ` [${h.layers.length}× encap]` : ''}`)}</text>`,
+      `<text x="${x(h.host) + 9}" y="${y + 4}" class="val">${esc(label(h))}</text>`,
     );
   });
   out.push('</svg>');
