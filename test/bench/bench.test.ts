@@ -148,6 +148,40 @@ test(
       }
     });
 
+    await t.test(
+      '--fast-path: +bpf rows beside the plain ones (none for udp, whose peers it leaves to the stack); the lab is restored',
+      async () => {
+        const fp = join(out, 'fp');
+        const f = await weft([
+          'bench',
+          '--name',
+          state.name,
+          '--quick',
+          '--fast-path',
+          '--backends',
+          'host-gw,udp',
+          '--out',
+          fp,
+        ]);
+        assert.equal(f.code, 0, f.stderr);
+        const fr = JSON.parse(await readFile(join(fp, 'result.json'), 'utf8')) as BenchResult;
+        assert.deepEqual(schemaErrors(fr), []);
+        assert.deepEqual(fr.paths.map((p) => p.id).sort(), [
+          'cross-node/host-gw',
+          'cross-node/host-gw+bpf',
+          'cross-node/udp',
+          'native',
+          'same-node',
+          'same-node+bpf',
+        ]);
+        for (const p of fr.paths) assert.equal(p.status, 'ok', `${p.id}: ${p.reason ?? ''}`);
+        assert.match(f.stdout, /^pod → pod, host-gw\+bpf\s+\d+\.\d+/m);
+        const after = await readState(state.name);
+        assert.equal(after.backend, 'vxlan');
+        assert.equal(after.spec.fastPath ?? 'none', 'none', 'the fast path is off again');
+      },
+    );
+
     await t.test('bad input: an unknown lab or backend is one line naming it', async () => {
       const a = await weft(['bench', '--name', 'nolabhere', '--quick']);
       assert.notEqual(a.code, 0);
