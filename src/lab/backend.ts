@@ -11,6 +11,7 @@ import { ipIn, killAll } from './netns.js';
 import { waitNeutronApplied } from './neutron-evidence.js';
 import { waitReachable } from './reachability.js';
 import { readState, writeState, type LabState } from './state.js';
+import { waitPodPairsSteady } from './steady.js';
 import type { Progress } from './underlay.js';
 
 /** What a switch asks for besides the backend type: one object for every option of a switch. */
@@ -90,6 +91,7 @@ export async function labSwitchBackend(
     const after = await waitNeutronApplied(s);
     if (after > 0) progress(`Neutron's data plane follows its API (${after} s)`);
   }
+  await waitPodPairsSteady(s, reach, progress);
   const fp = fastPath === 'none' ? '' : ` (BPF fast path ${fastPath})`;
   progress(
     `backend switched to ${backend}${opts.addressPairs ? ' with address pairs' : ''}${fp} in ${Math.round(performance.now() - t0) / 1000} s`,

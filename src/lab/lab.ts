@@ -9,6 +9,7 @@ import { fixture } from './neutron-underlay.js';
 import { attachPodsTo } from './pods.js';
 import { waitReachable } from './reachability.js';
 import type { LabSpec } from './spec.js';
+import { waitPodPairsSteady } from './steady.js';
 import { labPrefix, listLabs, writeState, type LabState } from './state.js';
 import { buildTopology, type Progress } from './underlay.js';
 
@@ -115,12 +116,13 @@ export async function labUp(spec: LabSpec, progress: Progress = () => undefined)
     progress(`agents ready on ${state.nodes.length} nodes`);
     // Ready means reachable: every peer path the agents can carry has answered (cloud paths probed).
     t = performance.now();
-    await waitReachable(state, progress);
+    const reach = await waitReachable(state, progress);
     mark('reachable', t);
 
     t = performance.now();
     await Promise.all(state.nodes.map((node) => attachPodsTo(state, node, spec.podsPerNode, j)));
     mark('pods', t);
+    await waitPodPairsSteady(state, reach, progress);
     timings.total = Math.round(performance.now() - t0) / 1000;
     await writeState(state);
     progress(`${state.pods.length} pods attached through weft-cni; lab up in ${timings.total} s`);

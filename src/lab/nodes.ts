@@ -11,6 +11,7 @@ import { cmdline } from './netns.js';
 import { attachPodsTo, detachPod } from './pods.js';
 import { waitReachable } from './reachability.js';
 import { findNode, readState, writeState, type NodeState } from './state.js';
+import { waitPodPairsSteady } from './steady.js';
 import { nextNodeIndex } from './topology.js';
 import { assertNodeCanLeave, joinUnderlay, leaveUnderlay, type Progress } from './underlay.js';
 
@@ -36,9 +37,10 @@ export async function labAddNode(
   await writeState(s);
   if (opts.waitForReady !== false && opts.agent !== false) {
     await waitReady(node);
-    await waitReachable(s, opts.progress);
+    const reach = await waitReachable(s, opts.progress);
     await attachPodsTo(s, node, opts.pods ?? s.spec.podsPerNode, j);
     await writeState(s);
+    await waitPodPairsSteady(s, reach, opts.progress);
   }
   return node;
 }

@@ -36,6 +36,8 @@ export interface RefusedPeer {
 export interface Reachability {
   /** Peer paths (ordered node pairs) that are ready. */
   ready: number;
+  /** Those paths: the sending node, the peer's public IP, and how its agent carries it. */
+  carried: { node: string; publicIP: string; path: string }[];
   refused: RefusedPeer[];
   /** Cloud objects an earlier backend left that could not be released, per node. */
   leftInCloud: { node: string; reason: string }[];
@@ -85,6 +87,11 @@ export async function waitReachable(
       const all = views as AgentView[];
       const res: Reachability = {
         ready: all.reduce((k, v) => k + v.peers.filter((p) => p.state !== 'refused').length, 0),
+        carried: all.flatMap((v, i) =>
+          v.peers
+            .filter((p) => p.state !== 'refused')
+            .map((p) => ({ node: nodes[i]!.name, publicIP: p.publicIP, path: p.path })),
+        ),
         refused: all.flatMap((v, i) =>
           v.peers
             .filter((p) => p.state === 'refused')
