@@ -6,9 +6,9 @@ import type { AssignmentSource, NodeAssignment } from '../cloud/sources.js';
 import { NeutronClient } from '../openstack/neutron.js';
 import { WeftError } from '../util/errors.js';
 import { labDir } from './journal.js';
-import { execIn } from './netns.js';
 import { NEUTRON_URL } from './neutron-underlay.js';
 import type { LabState } from './state.js';
+import { untilAnswered } from './steady.js';
 import type { Progress } from './underlay.js';
 
 /**
@@ -111,21 +111,9 @@ async function waitSameSubnetPods(s: LabState): Promise<void> {
         return pa && pb ? [[pa, pb] as const] : [];
       }),
   );
-  const deadline = Date.now() + 30_000;
-  let left = [...pairs];
-  while (left.length) {
-    const ok = await Promise.all(
-      left.map(async ([pa, pb]) => {
-        const r = await execIn(pa.netns, ['ping', '-n', '-q', '-c', '1', '-W', '1', pb.ip], {
-          allowFailure: true,
-        });
-        return r.code === 0;
-      }),
+  const left = await untilAnswered(pairs, 1, 30_000);
+  if (left.length)
+    throw new WeftError(
+      `address pairs set, but pods still do not answer: ${left.map(([a, b]) => `${a.name}→${b.name}`).join(' ')}`,
     );
-    left = left.filter((_, i) => !ok[i]);
-    if (left.length && Date.now() > deadline)
-      throw new WeftError(
-        `address pairs set, but pods still do not answer: ${left.map(([a, b]) => `${a.name}→${b.name}`).join(' ')}`,
-      );
-  }
 }

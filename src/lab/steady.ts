@@ -38,6 +38,27 @@ export async function waitPodPairsSteady(
       const encapsulated = path === 'vxlan' || path === 'udp';
       if (encapsulated || !(await droppedAt(a, pa))) pairs.push([pa, pb]);
     }
+  const left = await untilAnswered(pairs, rounds, timeoutMs);
+  if (left.length)
+    throw new WeftError(
+      `the agents are ready, but pods do not answer steadily after ${timeoutMs / 1000} s: ${left.map(([a, b]) => `${a.name}→${b.name}`).join(' ')}`,
+      { hint: `weft lab status --name ${s.name}; Neutron's agents log in ${s.neutron.dir}/log` },
+    );
+  progress(
+    `pods answer steadily: ${pairs.length} node pairs, ${rounds} rounds of single pings (${Math.round(performance.now() - t0) / 1000} s)`,
+  );
+}
+
+/**
+ * Single pings (1 s timeout) from the first pod of each pair to the second, all pairs at once, in
+ * rounds until each pair has answered `rounds` rounds in a row; returns the pairs that had not when
+ * `timeoutMs` ran out (none: all answered).
+ */
+export async function untilAnswered(
+  pairs: (readonly [PodState, PodState])[],
+  rounds: number,
+  timeoutMs: number,
+): Promise<(readonly [PodState, PodState])[]> {
   const streak = new Map(pairs.map((p) => [p, 0]));
   const deadline = Date.now() + timeoutMs;
   let left = [...pairs];
@@ -52,15 +73,8 @@ export async function waitPodPairsSteady(
     );
     left.forEach((p, i) => streak.set(p, ok[i] ? streak.get(p)! + 1 : 0));
     left = left.filter((p) => streak.get(p)! < rounds);
-    if (!left.length) break;
-    if (Date.now() > deadline)
-      throw new WeftError(
-        `the agents are ready, but pods do not answer steadily after ${timeoutMs / 1000} s: ${left.map(([a, b]) => `${a.name}→${b.name}`).join(' ')}`,
-        { hint: `weft lab status --name ${s.name}; Neutron's agents log in ${s.neutron.dir}/log` },
-      );
-    await new Promise((r) => setTimeout(r, 200));
+    if (!left.length || Date.now() > deadline) break;
+    if (rounds > 1) await new Promise((r) => setTimeout(r, 200));
   }
-  progress(
-    `pods answer steadily: ${pairs.length} node pairs, ${rounds} rounds of single pings (${Math.round(performance.now() - t0) / 1000} s)`,
-  );
+  return left;
 }

@@ -1,6 +1,6 @@
 import { WeftError } from '../util/errors.js';
 import type { Journal } from './journal.js';
-import { destroyNetns, ipIn, sysctlIn } from './netns.js';
+import { destroyNetns, execIn, ipIn, sysctlIn } from './netns.js';
 import {
   bridgeApiInto,
   buildNeutronUnderlay,
@@ -75,6 +75,7 @@ async function buildNeutronTopology(
   const nodes: NodePlan[] = [];
   for (let i = 0; i < spec.nodes; i++) nodes.push(await plugNeutronNode(spec, lab, dir, j, i));
   progress(`${spec.nodes} node VMs and an etcd VM plugged into Neutron ports`);
+  await waitNodesReachEtcd(nodes, progress);
   return {
     sw: 'fabric',
     gw: `qrouter-${lab.routerId}`,
@@ -84,6 +85,38 @@ async function buildNeutronTopology(
     nodes,
     neutron: lab,
   };
+}
+
+/**
+ * Neutron wires a new router, port and chain some time after its API said yes (the L3 agent the
+ * router's interfaces, the linuxbridge agent each port's chains); seen in CI: a node behind the
+ * router could not reach etcd for the agent's whole 60 s. The underlay is ready when every node VM
+ * answers from etcd's address, so the agents start on a network that carries packets.
+ */
+async function waitNodesReachEtcd(nodes: NodePlan[], progress: Progress, timeoutMs = 180_000): Promise<void> {
+  const t0 = performance.now();
+  const deadline = Date.now() + timeoutMs;
+  let left = [...nodes];
+  while (left.length) {
+    const ok = await Promise.all(
+      left.map(
+        async (n) =>
+          (
+            await execIn(n.netns, ['ping', '-n', '-q', '-c', '1', '-W', '1', NEUTRON_ETCD_IP], {
+              allowFailure: true,
+            })
+          ).code === 0,
+      ),
+    );
+    left = left.filter((_, i) => !ok[i]);
+    if (left.length && Date.now() > deadline)
+      throw new WeftError(
+        `Neutron does not carry packets yet: ${left.map((n) => n.name).join(', ')} cannot reach etcd's VM ${NEUTRON_ETCD_IP} after ${timeoutMs / 1000} s`,
+        { hint: "see the Neutron agents' logs in the lab directory (neutron/log)" },
+      );
+  }
+  const secs = Math.round(performance.now() - t0) / 1000;
+  if (secs > 1) progress(`Neutron carries packets: every node VM reaches etcd's VM (after ${secs} s)`);
 }
 
 async function plugNeutronNode(
