@@ -1,6 +1,6 @@
 import type { Registry } from 'prom-client';
 import type { NetworkConfig } from '../config/network-config.js';
-import { vxlanDeviceName, type Backend, type Plan } from '../backend/types.js';
+import { podMtu, vxlanDeviceName, type Backend, type Plan } from '../backend/types.js';
 import { FastPathDataPath, removeFastPath, type FastPathStatus } from '../fastpath/datapath.js';
 import type { FastPathMode } from '../config/fast-path-mode.js';
 import { listFdb, sysctlRead, sysctlWrite } from '../kernel/iproute.js';
@@ -120,7 +120,7 @@ export class NodeDataPath {
 
   /** The MTU of the backend's tunnel device and of the pods: the underlay's less the encapsulation. */
   private tunnelMtu(): number {
-    return (this.config.backend.mtu ?? this.iface.mtu) - this.backend.overhead;
+    return podMtu({ config: this.config, iface: this.iface }, this.backend);
   }
 
   /**

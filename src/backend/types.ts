@@ -110,6 +110,10 @@ export function isOnLink(ctx: NodeContext, ip: IPv4): boolean {
   return ctx.iface.prefixes.some((p) => p.contains(ip));
 }
 
-export function podMtu(ctx: NodeContext, backend: Backend): number {
+/** The pod MTU, and the tunnel device's: the underlay's (or the config's MTU) less the encapsulation. */
+export function podMtu(
+  ctx: { config: Pick<NetworkConfig, 'backend'>; iface: { mtu: number } },
+  backend: Pick<Backend, 'overhead'>,
+): number {
   return (ctx.config.backend.mtu ?? ctx.iface.mtu) - backend.overhead;
 }

@@ -1,5 +1,5 @@
-import { Ajv, type ErrorObject } from 'ajv';
 import { WeftError } from '../util/errors.js';
+import { schemaChecker } from '../util/schema.js';
 
 /**
  * The result of one `weft bench` run: a versioned JSON document (docs/bench-result.md describes every
@@ -288,16 +288,8 @@ export const RESULT_JSON_SCHEMA = {
   },
 } as const;
 
-let compiled: ReturnType<Ajv['compile']> | undefined;
-
 /** The schema violations of a document, as "path: message" lines (empty when it is valid). */
-export function schemaErrors(doc: unknown): string[] {
-  compiled ??= new Ajv({ allErrors: true, strict: false }).compile(RESULT_JSON_SCHEMA);
-  if (compiled(doc)) return [];
-  return (compiled.errors ?? []).map(
-    (e: ErrorObject) => `${e.instancePath || '/'}: ${e.message ?? 'invalid'}`,
-  );
-}
+export const schemaErrors = schemaChecker(RESULT_JSON_SCHEMA);
 
 /** Parses and validates a result file's text; a WeftError names the file and the first problems. */
 export function parseResult(text: string, source: string): BenchResult {

@@ -1,7 +1,7 @@
 import type { ChildProcess } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { cpus } from 'node:os';
-import { execIn, spawnIn } from '../kernel/netns.js';
+import { execIn, pingOnce, spawnIn } from '../kernel/netns.js';
 import { run } from '../util/exec.js';
 import { WeftError } from '../util/errors.js';
 import type { Endpoint } from './result.js';
@@ -231,8 +231,7 @@ async function sockperfOnce(
 export async function reachable(from: Endpoint, to: Endpoint, timeoutMs: number): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
   do {
-    const r = await execIn(from.netns, ['ping', '-c', '1', '-W', '1', '-q', to.ip], { allowFailure: true });
-    if (r.code === 0) return true;
+    if (await pingOnce(from.netns, to.ip)) return true;
     await sleep(200);
   } while (Date.now() < deadline);
   return false;

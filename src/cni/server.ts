@@ -35,9 +35,14 @@ import { loadAddon } from '../util/addon.js';
 
 export const CNI_SOCKET_DIR = '/run/weft/cni';
 
+/** The calling process's network namespace as a file name: `net-<inode>` (sockets, markers). */
+export function netnsTag(): string {
+  return `net-${statSync('/proc/self/ns/net').ino}`;
+}
+
 /** The socket of the server for the calling process's network namespace. */
 export function cniSocketPath(dir = CNI_SOCKET_DIR): string {
-  return join(dir, `net-${statSync('/proc/self/ns/net').ino}.sock`);
+  return join(dir, `${netnsTag()}.sock`);
 }
 
 export interface CniServer {

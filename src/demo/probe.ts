@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { agentGet } from '../agent/client.js';
 import type { LabState, NodeState, PodState } from '../lab/lab.js';
-import { execIn } from '../lab/netns.js';
+import { execIn, pingOnce } from '../lab/netns.js';
 import type { Evidence } from './result.js';
 
 /**
@@ -50,13 +50,7 @@ export async function mtuOf(netns: string, dev = 'eth0'): Promise<number> {
 /** Every ordered pair of pods on different nodes: one ping each, no retry. */
 export async function podPairs(s: LabState): Promise<{ total: number; answered: number; failed: string[] }> {
   const pairs = s.pods.flatMap((a) => s.pods.filter((b) => b.node !== a.node).map((b) => [a, b] as const));
-  const ok = await Promise.all(
-    pairs.map(
-      async ([a, b]) =>
-        (await execIn(a.netns, ['ping', '-n', '-q', '-c', '1', '-W', '1', b.ip], { allowFailure: true }))
-          .code === 0,
-    ),
-  );
+  const ok = await Promise.all(pairs.map(([a, b]) => pingOnce(a.netns, b.ip)));
   return {
     total: pairs.length,
     answered: ok.filter(Boolean).length,

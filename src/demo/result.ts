@@ -1,5 +1,5 @@
-import { Ajv, type ErrorObject } from 'ajv';
 import type { MagnumMapping } from '../lab/magnum.js';
+import { schemaChecker } from '../util/schema.js';
 
 /**
  * The result of one `weft demo`: a versioned JSON document, `weft-demo/result.json` (docs/demo-result.md
@@ -396,13 +396,5 @@ export const DEMO_JSON_SCHEMA = {
   ),
 } as const;
 
-let compiled: ReturnType<Ajv['compile']> | undefined;
-
 /** The schema violations of a document, as "path: message" lines (empty when it is valid). */
-export function demoSchemaErrors(doc: unknown): string[] {
-  compiled ??= new Ajv({ allErrors: true, strict: false }).compile(DEMO_JSON_SCHEMA);
-  if (compiled(doc)) return [];
-  return (compiled.errors ?? []).map(
-    (e: ErrorObject) => `${e.instancePath || '/'}: ${e.message ?? 'invalid'}`,
-  );
-}
+export const demoSchemaErrors = schemaChecker(DEMO_JSON_SCHEMA);

@@ -22,7 +22,10 @@ export function fastPathPodAdded(pod: { hostVeth: string; ip: string; mac: strin
 export function fastPathPodsRemoved(ips: string[]): string | undefined {
   if (ips.length === 0 || !fastPathGateOpen() || fastPathMissing() !== undefined) return undefined;
   try {
-    for (const ip of ips) runFastPathSync(['pod-del', ip]);
+    runFastPathSync(
+      ['run'],
+      ips.map((ip) => `pod-del ${ip}`),
+    ); // one loader run for them all
     return undefined;
   } catch (e) {
     return `BPF fast path: ${describeError(e)}`;

@@ -1,5 +1,6 @@
-import { mkdirSync, rmSync, statSync, writeFileSync, existsSync } from 'node:fs';
+import { mkdirSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
+import { netnsTag } from '../cni/server.js';
 
 /**
  * A marker that the fast path is on in this network namespace, so that the CNI plugin starts the
@@ -10,7 +11,7 @@ import { join } from 'node:path';
 const GATE_DIR = process.env.WEFT_FASTPATH_GATE_DIR ?? '/run/weft/fastpath';
 
 function gatePath(): string {
-  return join(GATE_DIR, `net-${statSync('/proc/self/ns/net').ino}`);
+  return join(GATE_DIR, netnsTag());
 }
 
 export function fastPathGateOpen(): boolean {

@@ -31,8 +31,8 @@ export function fastPathPlan(plan: Plan, node: FastPathNode): FastPathPlan {
     // A device route (udp: the cluster network into the TUN device) has no next hop to redirect to:
     // its packets go to the device the normal way.
     if (r.via === undefined) continue;
-    const mac = r.dev === node.vxlanDev ? vtepMac.get(r.via) : undefined;
     if (r.dev === node.vxlanDev) {
+      const mac = vtepMac.get(r.via);
       if (mac) peers.push(`peer ${r.dst.toString()} vxlan ${r.dev} ${mac}`);
     } else {
       routed = true;

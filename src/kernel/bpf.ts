@@ -53,9 +53,10 @@ export async function runFastPath(args: string[]): Promise<LoaderAnswer> {
   return answer(r.code, r.stdout, r.stderr, args[0] ?? '');
 }
 
-/** The same, synchronously (the CNI plugin is synchronous). */
-export function runFastPathSync(args: string[]): LoaderAnswer {
-  const r = spawnSync(FASTPATH_LOADER, args, { encoding: 'utf8' });
+/** The same, synchronously (the CNI plugin is synchronous); with `script`, its lines on stdin (`run`). */
+export function runFastPathSync(args: string[], script?: string[]): LoaderAnswer {
+  const input = script && script.join('\n') + '\n';
+  const r = spawnSync(FASTPATH_LOADER, args, { encoding: 'utf8', input });
   if (r.error) throw new WeftError(`cannot run ${FASTPATH_LOADER}: ${r.error.message}`);
   return answer(r.status, r.stdout, r.stderr, args[0] ?? '');
 }

@@ -129,6 +129,13 @@ export function execIn(
   return run(file!, rest, o);
 }
 
+/** One ICMP echo from a namespace to `ip`, waiting at most 1 s: true when the reply came back. */
+export async function pingOnce(ns: string, ip: string): Promise<boolean> {
+  return (
+    (await execIn(ns, ['ping', '-n', '-q', '-c', '1', '-W', '1', ip], { allowFailure: true })).code === 0
+  );
+}
+
 /** Runs a program inside a namespace with the terminal attached (`weft lab exec`); returns its exit code. */
 export function execInteractive(ns: string, argv: readonly string[]): number {
   const [file, ...rest] = netnsExecArgv(ns, argv);

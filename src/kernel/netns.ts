@@ -8,7 +8,7 @@ import { runTool } from './exec.js';
  * Labs, benchmarks and tests build everything they need in namespaces of their own with these.
  */
 
-export { execIn, execInteractive, spawnIn } from './exec.js';
+export { execIn, execInteractive, pingOnce, spawnIn } from './exec.js';
 
 export async function listNetns(): Promise<string[]> {
   const r = await runTool('ip', ['netns', 'list']);

@@ -8,7 +8,7 @@ import { WeftError } from '../util/errors.js';
 import { labDir } from './journal.js';
 import { NEUTRON_URL } from './neutron-underlay.js';
 import type { LabState } from './state.js';
-import { untilAnswered } from './steady.js';
+import { untilAnswered } from './ping-rounds.js';
 import type { Progress } from './underlay.js';
 
 /**

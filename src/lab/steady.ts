@@ -1,6 +1,6 @@
 import { WeftError } from '../util/errors.js';
-import { execIn } from './netns.js';
 import { neutronDropExplanation } from './neutron-evidence.js';
+import { untilAnswered } from './ping-rounds.js';
 import type { Reachability } from './reachability.js';
 import type { LabState, NodeState, PodState } from './state.js';
 import type { Progress } from './underlay.js';
@@ -47,34 +47,4 @@ export async function waitPodPairsSteady(
   progress(
     `pods answer steadily: ${pairs.length} node pairs, ${rounds} rounds of single pings (${Math.round(performance.now() - t0) / 1000} s)`,
   );
-}
-
-/**
- * Single pings (1 s timeout) from the first pod of each pair to the second, all pairs at once, in
- * rounds until each pair has answered `rounds` rounds in a row; returns the pairs that had not when
- * `timeoutMs` ran out (none: all answered).
- */
-export async function untilAnswered(
-  pairs: (readonly [PodState, PodState])[],
-  rounds: number,
-  timeoutMs: number,
-): Promise<(readonly [PodState, PodState])[]> {
-  const streak = new Map(pairs.map((p) => [p, 0]));
-  const deadline = Date.now() + timeoutMs;
-  let left = [...pairs];
-  while (left.length) {
-    const ok = await Promise.all(
-      left.map(async ([pa, pb]) => {
-        const r = await execIn(pa.netns, ['ping', '-n', '-q', '-c', '1', '-W', '1', pb.ip], {
-          allowFailure: true,
-        });
-        return r.code === 0;
-      }),
-    );
-    left.forEach((p, i) => streak.set(p, ok[i] ? streak.get(p)! + 1 : 0));
-    left = left.filter((p) => streak.get(p)! < rounds);
-    if (!left.length || Date.now() > deadline) break;
-    if (rounds > 1) await new Promise((r) => setTimeout(r, 200));
-  }
-  return left;
 }

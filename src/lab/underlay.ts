@@ -1,6 +1,7 @@
 import { WeftError } from '../util/errors.js';
 import type { Journal } from './journal.js';
-import { destroyNetns, execIn, ipIn, sysctlIn } from './netns.js';
+import { destroyNetns, ipIn, sysctlIn } from './netns.js';
+import { untilAnswered } from './ping-rounds.js';
 import {
   bridgeApiInto,
   buildNeutronUnderlay,
@@ -95,26 +96,19 @@ async function buildNeutronTopology(
  */
 async function waitNodesReachEtcd(nodes: NodePlan[], progress: Progress, timeoutMs = 180_000): Promise<void> {
   const t0 = performance.now();
-  const deadline = Date.now() + timeoutMs;
-  let left = [...nodes];
-  while (left.length) {
-    const ok = await Promise.all(
-      left.map(
-        async (n) =>
-          (
-            await execIn(n.netns, ['ping', '-n', '-q', '-c', '1', '-W', '1', NEUTRON_ETCD_IP], {
-              allowFailure: true,
-            })
-          ).code === 0,
-      ),
+  const etcd = { ip: NEUTRON_ETCD_IP };
+  const left = (
+    await untilAnswered(
+      nodes.map((n) => [n, etcd] as const),
+      1,
+      timeoutMs,
+    )
+  ).map(([n]) => n);
+  if (left.length)
+    throw new WeftError(
+      `Neutron does not carry packets yet: ${left.map((n) => n.name).join(', ')} cannot reach etcd's VM ${NEUTRON_ETCD_IP} after ${timeoutMs / 1000} s`,
+      { hint: "see the Neutron agents' logs in the lab directory (neutron/log)" },
     );
-    left = left.filter((_, i) => !ok[i]);
-    if (left.length && Date.now() > deadline)
-      throw new WeftError(
-        `Neutron does not carry packets yet: ${left.map((n) => n.name).join(', ')} cannot reach etcd's VM ${NEUTRON_ETCD_IP} after ${timeoutMs / 1000} s`,
-        { hint: "see the Neutron agents' logs in the lab directory (neutron/log)" },
-      );
-  }
   const secs = Math.round(performance.now() - t0) / 1000;
   if (secs > 1) progress(`Neutron carries packets: every node VM reaches etcd's VM (after ${secs} s)`);
 }

@@ -119,7 +119,9 @@ export class UdpDataPath {
   async setPeers(own: Cidr, peers: { subnet: Cidr; ip: string }[]): Promise<void> {
     const entries = peers.map((p) => `${p.subnet.toString()}=${p.ip}`);
     this.desired = ['peers', `own=${own.toString()}`, ...entries].join(' ');
-    if (this.state === 'up') await this.pushPeers();
+    // An unchanged table is not sent again (weft-udp would rebuild its tables for nothing); a new
+    // process gets it from bringUp, which forgets what was applied.
+    if (this.state === 'up' && this.desired !== this.applied) await this.pushPeers();
   }
 
   readiness(): string[] {
