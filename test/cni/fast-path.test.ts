@@ -189,6 +189,9 @@ test('a server that cannot serve (says so, or breaks off its answer) leaves the 
     s.on('data', () => undefined);
     s.on('end', () => (asked++, s.end(answer)));
   });
+  // Namespace inodes are reused: a socket left by an agent killed in another test (its namespace
+  // long gone) may carry this name. The real server removes such a file before it listens; so does this.
+  await rm(sock, { force: true });
   await new Promise<void>((r) => fake.listen(sock, r));
   t.after(() => new Promise<void>((r) => fake.close(() => r())).then(() => rm(sock, { force: true })));
   const r1 = (await call(node, 'ADD', p1, { plugin: SHIM })) as { ips: { address: string }[] };
