@@ -11,7 +11,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { cniConfig, type LabState, type NodeState } from '../../src/lab/lab.js';
 import { run, type RunResult } from '../../src/util/exec.js';
-import { upLab } from '../helpers/lab.js';
+import { eventually, upLab } from '../helpers/lab.js';
 import { rand, SHIM } from './helpers.js';
 
 /**
@@ -72,10 +72,23 @@ function cniEnv(command: string, netns: string, containerId: string): NodeJS.Pro
   };
 }
 
-const served = async (node: NodeState, containerId: string) =>
-  (await readFile(join(node.dir, 'agent.log'), 'utf8'))
-    .split('\n')
-    .filter((l) => l.includes('"msg":"CNI request served"') && l.includes(`"containerId":"${containerId}"`));
+/**
+ * The commands the agent's server logged for this container, served or not, in order. The agent logs
+ * asynchronously (pino), so a line may land a moment after the shim has its answer: poll for it.
+ */
+async function servedBy(node: NodeState, containerId: string, want: number): Promise<string[]> {
+  const read = async () =>
+    (await readFile(join(node.dir, 'agent.log'), 'utf8'))
+      .split('\n')
+      .filter((l) => l.includes('"msg":"CNI request') && l.includes(`"containerId":"${containerId}"`))
+      .map((l) => {
+        const e = JSON.parse(l) as { msg: string; command: string; unserved?: string };
+        return e.msg === 'CNI request served' ? e.command : `${e.command} not served: ${e.unserved}`;
+      });
+  let lines = await read();
+  await eventually(async () => (lines = await read()).length >= want, 5_000, 50);
+  return lines;
+}
 
 test(
   'weft-cni through the fast path from a runtime in its own mount namespace: ADD, reach a pod on another node, CHECK, DEL',
@@ -109,9 +122,9 @@ test(
       rt.netns,
       'the runtime’s path, not a handle',
     );
-    assert.equal(
-      (await served(n1, id)).length,
-      1,
+    assert.deepEqual(
+      await servedBy(n1, id, 1),
+      ['ADD'],
       'the agent served the ADD (not the shim’s local fallback)',
     );
 
@@ -134,7 +147,11 @@ test(
       input: JSON.stringify(config),
     });
     assert.equal(del.code, 0, del.stdout + del.stderr);
-    assert.equal((await served(n1, id)).length, 3, 'CHECK and DEL served by the agent too');
+    assert.deepEqual(
+      await servedBy(n1, id, 3),
+      ['ADD', 'CHECK', 'DEL'],
+      'CHECK and DEL served by the agent too',
+    );
 
     const left = await rt.exec(rt.netns, ['ip', '-o', 'link', 'show']);
     assert.doesNotMatch(left.stdout, /eth0/, 'DEL removed the pod’s interface');
