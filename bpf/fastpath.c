@@ -4,9 +4,16 @@
  * their next device, skipping the bridge, netfilter and conntrack.
  *
  *   from a pod     (on the host end of every pod veth) to a local pod (bpf_redirect_peer), to a peer's
- *                  pod subnet over VXLAN (into the VXLAN device, whose FDB holds the VTEP) or routed
- *                  (bpf_redirect_neigh to the peer's node on the underlay)
- *   from the net   (on the VXLAN device and the underlay interface) to a local pod (bpf_redirect_peer)
+ *                  pod subnet over VXLAN (encapsulated here as the VXLAN device would, then
+ *                  bpf_redirect_neigh on the underlay) or routed (bpf_redirect_neigh to the peer's node)
+ *   from the net   (on the underlay interface and the VXLAN device) to a local pod (bpf_redirect_peer),
+ *                  a VXLAN datagram from a known peer decapsulated here first
+ *
+ * Encapsulating and decapsulating here, rather than in the VXLAN device, is what makes the vxlan
+ * fast path beat the kernel's: the outer packet skips the device's route and FDB lookups, the UDP
+ * socket, the GRO cell and netfilter with conntrack on both nodes. The wire format is the device's
+ * (so a node without the fast path, or Flannel itself, is the same peer); the device stays for the
+ * packets the program leaves to the stack.
  *
  * Everything the maps do not name (service VIPs, the node, the outside, ARP, ...) and every flow that
  * conntrack knows as NAT'd (a service's DNAT reply, a NodePort) goes on to the normal stack
@@ -21,6 +28,7 @@
 #include "fastpath.h"
 
 #define TC_ACT_UNSPEC (-1)
+#define TC_ACT_SHOT 2
 #define ETH_P_IP 0x0800
 #define IP_MF 0x2000
 #define IP_OFFSET 0x1fff
@@ -33,6 +41,22 @@
 #define TCP_FLAG_FIN 0x01
 #define TCP_FLAG_SYN 0x02
 #define TCP_FLAG_RST 0x04
+#define IP_DF 0x4000
+#define VXLAN_FLAG_VNI 0x08000000 /* the I flag: the only one Flannel's (and Linux's) VXLAN sets */
+#define BPF_F_ADJ_ROOM_ENCAP_L2(len) (((__u64)(len)&BPF_ADJ_ROOM_ENCAP_L2_MASK) << BPF_ADJ_ROOM_ENCAP_L2_SHIFT)
+/* The local port range Linux's VXLAN picks its source ports from (inet_get_local_port_range). */
+#define VXLAN_SPORT_MIN 32768
+#define VXLAN_SPORT_MAX 61000
+
+/* What a VXLAN datagram adds in front of the inner IP packet, after the outer Ethernet header. */
+struct vxlan_encap {
+	struct iphdr ip;
+	struct udphdr udp;
+	__be32 vx_flags;
+	__be32 vx_vni;
+	struct ethhdr eth;
+} __attribute__((packed));
+#define VXLAN_ENCAP_LEN ((int)sizeof(struct vxlan_encap)) /* 50 */
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -177,21 +201,25 @@ static __always_inline __u32 flow_verdict(struct __sk_buff *skb, struct iphdr *i
 }
 
 /*
- * 1 when the packet fits the next device (a GSO packet: each of its segments). A frame no longer
- * than the smallest IPv4 MTU (68) fits any device: pure ACKs skip the helper.
+ * 1 when the packet, `grow` bytes longer (an encapsulation) or shorter (a decapsulation), fits the
+ * next device (a GSO packet: each of its segments). A frame no longer than the smallest IPv4 MTU
+ * (68) fits any device: pure ACKs skip the helper.
  */
-static __always_inline int fits(struct __sk_buff *skb, __u32 ifindex)
+static __always_inline int fits(struct __sk_buff *skb, __u32 ifindex, __s32 grow)
 {
 	__u32 mtu = 0;
 
-	if (skb->len <= ETH_HLEN + IPV4_MIN_MTU)
+	if (skb->len + grow <= ETH_HLEN + IPV4_MIN_MTU)
 		return 1;
-	return bpf_check_mtu(skb, ifindex, &mtu, 0, 0) == BPF_MTU_CHK_RET_SUCCESS;
+	return bpf_check_mtu(skb, ifindex, &mtu, grow, 0) == BPF_MTU_CHK_RET_SUCCESS;
 }
 
-/* 0 when the packet may go straight to `ifindex` (a routed hop: its TTL must allow one more). */
+/*
+ * 0 when the packet may go straight to `ifindex` (a routed hop: its TTL must allow one more), `grow`
+ * bytes longer or shorter.
+ */
 static __always_inline __u32 fast_verdict(struct __sk_buff *skb, struct iphdr *ip, void *end,
-					  __u32 ifindex, int routed)
+					  __u32 ifindex, int routed, __s32 grow)
 {
 	__u32 why = flow_verdict(skb, ip, end);
 
@@ -199,7 +227,7 @@ static __always_inline __u32 fast_verdict(struct __sk_buff *skb, struct iphdr *i
 		return why;
 	if (routed && ip->ttl <= 1)
 		return WEFT_SLOW_TTL;
-	if (!fits(skb, ifindex))
+	if (!fits(skb, ifindex, grow))
 		return WEFT_SLOW_MTU;
 	return 0;
 }
@@ -212,6 +240,89 @@ static __always_inline void decrement_ttl(struct iphdr *ip)
 	check += bpf_htons(0x0100);
 	ip->check = (__u16)(check + (check >= 0xFFFF));
 	ip->ttl--;
+}
+
+/* RFC 1071 over an IPv4 header without options. */
+static __always_inline __u16 ip_checksum(struct iphdr *ip)
+{
+	__u16 *w = (__u16 *)ip;
+	__u32 sum = 0;
+
+#pragma clang loop unroll(full)
+	for (int i = 0; i < (int)sizeof(*ip) / 2; i++)
+		sum += w[i];
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	return ~sum;
+}
+
+/*
+ * To a pod of a VXLAN peer: the datagram the VXLAN device would send (outer source port from the
+ * flow's hash, TTL 64, ECN copied, no DF, UDP checksum 0, as Linux's VXLAN and Flannel send it),
+ * built in place and handed to the underlay with the kernel's route and neighbour for the peer's
+ * node. A GSO packet stays one: its type says UDP tunnel, the underlay device (or the stack in
+ * software) cuts it into datagrams that each carry their own copy of these headers.
+ */
+static __always_inline int to_vxlan_peer(struct __sk_buff *skb, struct iphdr *ip, void *end,
+					 struct weft_peer *peer)
+{
+	__u32 zero = 0;
+	struct weft_cfg *cfg = bpf_map_lookup_elem(&weft_cfg, &zero);
+	__u32 why;
+
+	if (!cfg || !cfg->vxlan_vni)
+		return pass(skb, WEFT_SLOW_OTHER);
+	why = fast_verdict(skb, ip, end, peer->ifindex, 1, VXLAN_ENCAP_LEN);
+	if (why)
+		return pass(skb, why);
+	/* The outer length must be the packet's (a GSO packet crosses veths whole and is trimmed to it). */
+	if (skb->len + VXLAN_ENCAP_LEN - ETH_HLEN > 0xffff)
+		return pass(skb, WEFT_SLOW_MTU);
+	__u8 ecn = ip->tos & 3;
+	struct iphdr oip = {
+		.version = 4,
+		.ihl = 5,
+		.tos = ecn == 3 ? 2 : ecn, /* RFC 6040: CE inside is ECT(0) outside */
+		.tot_len = bpf_htons(skb->len + VXLAN_ENCAP_LEN - ETH_HLEN),
+		.id = bpf_get_prandom_u32(),
+		.ttl = 64,
+		.protocol = IPPROTO_UDP,
+		.saddr = cfg->vxlan_local,
+		.daddr = peer->remote,
+	};
+	oip.check = ip_checksum(&oip);
+	__be16 sport = bpf_htons(
+		(((__u64)bpf_get_hash_recalc(skb) * (VXLAN_SPORT_MAX - VXLAN_SPORT_MIN)) >> 32) +
+		VXLAN_SPORT_MIN);
+	__be16 udp_len = bpf_htons(skb->len + VXLAN_ENCAP_LEN - ETH_HLEN - sizeof(struct iphdr));
+	/*
+	 * The router's share first, while the header is at hand: a failure to make room leaves the
+	 * packet to the stack, one hop older (it only fails when memory is short).
+	 */
+	decrement_ttl(ip);
+	if (bpf_skb_adjust_room(skb, VXLAN_ENCAP_LEN, BPF_ADJ_ROOM_MAC,
+				BPF_F_ADJ_ROOM_FIXED_GSO | BPF_F_ADJ_ROOM_NO_CSUM_RESET |
+					BPF_F_ADJ_ROOM_ENCAP_L3_IPV4 | BPF_F_ADJ_ROOM_ENCAP_L4_UDP |
+					BPF_F_ADJ_ROOM_ENCAP_L2_ETH |
+					BPF_F_ADJ_ROOM_ENCAP_L2(sizeof(struct ethhdr))))
+		return pass(skb, WEFT_SLOW_OTHER);
+	void *data = (void *)(long)skb->data;
+	struct vxlan_encap *h = data + ETH_HLEN;
+
+	if ((void *)(h + 1) > (void *)(long)skb->data_end)
+		return TC_ACT_SHOT; /* cannot be: the room is made in the linear part */
+	h->ip = oip;
+	h->udp.source = sport;
+	h->udp.dest = cfg->vxlan_port;
+	h->udp.len = udp_len;
+	h->udp.check = 0;
+	h->vx_flags = bpf_htonl(VXLAN_FLAG_VNI);
+	h->vx_vni = bpf_htonl(cfg->vxlan_vni << 8);
+	__builtin_memcpy(h->eth.h_dest, peer->dmac, 6);
+	__builtin_memcpy(h->eth.h_source, peer->smac, 6);
+	h->eth.h_proto = bpf_htons(ETH_P_IP);
+	count(skb, WEFT_FAST_VXLAN);
+	return bpf_redirect_neigh(peer->ifindex, NULL, 0, 0);
 }
 
 /* A packet from a local pod, on its own veth: to another local pod, or to a peer's pod subnet. */
@@ -227,7 +338,7 @@ static __always_inline int from_pod(struct __sk_buff *skb, struct ethhdr *eth, s
 
 		if (pod->ifindex == skb->ifindex || (routed && !mac_eq(eth->h_dest, pod->gw_mac)))
 			return pass(skb, WEFT_SLOW_OTHER);
-		why = fast_verdict(skb, ip, end, pod->ifindex, routed);
+		why = fast_verdict(skb, ip, end, pod->ifindex, routed, 0);
 		if (why)
 			return pass(skb, why);
 		if (routed) {
@@ -244,32 +355,81 @@ static __always_inline int from_pod(struct __sk_buff *skb, struct ethhdr *eth, s
 
 	if (!peer)
 		return pass(skb, WEFT_SLOW_UNKNOWN);
-	why = fast_verdict(skb, ip, end, peer->ifindex, 1);
+	if (peer->kind == WEFT_PEER_VXLAN)
+		return to_vxlan_peer(skb, ip, end, peer);
+	why = fast_verdict(skb, ip, end, peer->ifindex, 1, 0);
 	if (why)
 		return pass(skb, why);
 	decrement_ttl(ip);
-	if (peer->kind == WEFT_PEER_VXLAN) {
-		__builtin_memcpy(eth->h_dest, peer->dmac, 6);
-		__builtin_memcpy(eth->h_source, peer->smac, 6);
-		count(skb, WEFT_FAST_VXLAN);
-		return bpf_redirect(peer->ifindex, 0);
-	}
 	struct bpf_redir_neigh nh = { .nh_family = AF_INET, .ipv4_nh = peer->nexthop };
 
 	count(skb, WEFT_FAST_ROUTED);
 	return bpf_redirect_neigh(peer->ifindex, &nh, sizeof(nh), 0);
 }
 
-/* A packet that reached the node (over the VXLAN device or the underlay): to a local pod. */
+/*
+ * A VXLAN datagram for this node's endpoint from a known peer, to a local pod: decapsulated here and
+ * handed to the pod. "Known" is stricter than the VXLAN device (and the agent's port lock): the
+ * outer source must be the VTEP of the peer whose pod subnet holds the inner source. Anything else
+ * goes on to the stack, whose rules judge it.
+ */
+static __always_inline int from_vxlan_peer(struct __sk_buff *skb, struct iphdr *oip, void *end)
+{
+	__u32 zero = 0;
+	struct weft_cfg *cfg = bpf_map_lookup_elem(&weft_cfg, &zero);
+	struct vxlan_encap *h = (void *)oip;
+	struct iphdr *ip = (void *)(h + 1);
+
+	if (!cfg || !cfg->vxlan_vni || (void *)(ip + 1) > end || oip->ihl != 5 ||
+	    oip->protocol != IPPROTO_UDP || oip->daddr != cfg->vxlan_local ||
+	    (oip->frag_off & bpf_htons(IP_MF | IP_OFFSET)) || h->udp.dest != cfg->vxlan_port ||
+	    h->vx_flags != bpf_htonl(VXLAN_FLAG_VNI) || h->vx_vni != bpf_htonl(cfg->vxlan_vni << 8))
+		return pass(skb, WEFT_NOT_POD);
+	struct weft_pod *pod = bpf_map_lookup_elem(&weft_pods, &ip->daddr);
+
+	if (!pod || h->eth.h_proto != bpf_htons(ETH_P_IP) || !mac_eq(h->eth.h_dest, cfg->vtep_mac))
+		return pass(skb, WEFT_NOT_POD);
+	struct weft_peer_key key = { .prefixlen = 32, .addr = ip->saddr };
+	struct weft_peer *peer = bpf_map_lookup_elem(&weft_peers, &key);
+
+	if (!peer || peer->kind != WEFT_PEER_VXLAN || peer->remote != oip->saddr)
+		return pass(skb, WEFT_SLOW_OTHER);
+	__u32 why = fast_verdict(skb, ip, end, pod->ifindex, 1, -VXLAN_ENCAP_LEN);
+
+	if (why)
+		return pass(skb, why);
+	decrement_ttl(ip);
+	/*
+	 * The tunnel's headers go (gso_size kept: it is the inner packet's), and with the UDP header its
+	 * checksum level: a checksum the NIC verified for the outer datagram says nothing of the inner.
+	 */
+	if (bpf_skb_adjust_room(skb, -VXLAN_ENCAP_LEN, BPF_ADJ_ROOM_MAC,
+				BPF_F_ADJ_ROOM_FIXED_GSO | BPF_F_ADJ_ROOM_NO_CSUM_RESET))
+		return pass(skb, WEFT_SLOW_OTHER);
+	bpf_csum_level(skb, BPF_CSUM_LEVEL_DEC);
+	void *data = (void *)(long)skb->data;
+	struct ethhdr *eth = data;
+
+	if ((void *)(eth + 1) > (void *)(long)skb->data_end)
+		return TC_ACT_SHOT; /* cannot be: the inner header was linear before */
+	__builtin_memcpy(eth->h_dest, pod->mac, 6);
+	__builtin_memcpy(eth->h_source, pod->gw_mac, 6);
+	count(skb, WEFT_FAST_DECAP);
+	return bpf_redirect_peer(pod->ifindex, 0);
+}
+
+/* A packet that reached the node (over the underlay or the VXLAN device): to a local pod. */
 static __always_inline int from_net(struct __sk_buff *skb, struct ethhdr *eth, struct iphdr *ip,
 				    void *end)
 {
 	struct weft_pod *pod;
 	__u32 why;
 
-	if (skb->pkt_type != PACKET_HOST || !(pod = bpf_map_lookup_elem(&weft_pods, &ip->daddr)))
+	if (skb->pkt_type != PACKET_HOST)
 		return pass(skb, WEFT_NOT_POD);
-	why = fast_verdict(skb, ip, end, pod->ifindex, 1);
+	if (!(pod = bpf_map_lookup_elem(&weft_pods, &ip->daddr)))
+		return from_vxlan_peer(skb, ip, end);
+	why = fast_verdict(skb, ip, end, pod->ifindex, 1, 0);
 	if (why)
 		return pass(skb, why);
 	decrement_ttl(ip);

@@ -7,12 +7,12 @@
 #ifndef WEFT_FASTPATH_H
 #define WEFT_FASTPATH_H
 
-#define WEFT_FP_ABI 1
+#define WEFT_FP_ABI 2
 
 /* What happened to a packet, one counter each (per CPU: packets and bytes). */
 enum weft_fp_counter {
 	WEFT_FAST_LOCAL = 0, /* pod -> pod on this node: bpf_redirect_peer */
-	WEFT_FAST_VXLAN,     /* pod -> remote pod: into the VXLAN device */
+	WEFT_FAST_VXLAN,     /* pod -> remote pod: VXLAN-encapsulated here, out of the underlay */
 	WEFT_FAST_ROUTED,    /* pod -> remote pod: bpf_redirect_neigh on the underlay */
 	WEFT_FAST_IN,        /* remote pod -> pod on this node: bpf_redirect_peer */
 	WEFT_SLOW_NOT_IPV4,  /* ARP, IPv6, ... */
@@ -23,6 +23,7 @@ enum weft_fp_counter {
 	WEFT_SLOW_MTU,       /* too big for the next device: the stack fragments or signals */
 	WEFT_SLOW_OTHER,     /* source outside the node's subnet, a MAC the pod did not aim at */
 	WEFT_NOT_POD,        /* a packet on a node device that is not for a local pod */
+	WEFT_FAST_DECAP,     /* remote pod -> pod on this node: VXLAN-decapsulated here, bpf_redirect_peer */
 	WEFT_COUNTERS
 };
 
@@ -45,14 +46,20 @@ struct weft_peer_key {
 };
 
 enum weft_peer_kind {
-	WEFT_PEER_VXLAN = 1,  /* redirect into the VXLAN device with these inner MACs (its FDB has the VTEP) */
+	/*
+	 * Encapsulated by the program as the node's VXLAN device would (Flannel's wire format: VNI and
+	 * port of weft_cfg, inner frame to the peer's VTEP MAC), sent out of the underlay ifindex to
+	 * remote with bpf_redirect_neigh (the kernel's route and neighbour for the outer header).
+	 */
+	WEFT_PEER_VXLAN = 1,
 	WEFT_PEER_ROUTED = 2, /* bpf_redirect_neigh to nexthop on ifindex */
 };
 
 struct weft_peer {
 	__u32 ifindex;
 	__u32 kind;
-	__u32 nexthop; /* network order */
+	__u32 nexthop; /* routed: network order */
+	__u32 remote;  /* VXLAN: the peer's VTEP address (its public IP), network order */
 	__u8 dmac[6];  /* VXLAN: the peer's VTEP MAC */
 	__u8 smac[6];  /* VXLAN: this node's VTEP MAC */
 };
@@ -71,6 +78,11 @@ struct weft_cfg {
 	__u64 tag; /* hash of the object file */
 	__u32 map_ids[3]; /* weft_pods, weft_peers, weft_stats */
 	__u32 prog_id;    /* weft_fastpath */
+	/* The node's VXLAN endpoint (vxlan_vni 0: none, nothing is decapsulated here). */
+	__u32 vxlan_local; /* network order */
+	__u32 vxlan_vni;
+	__u16 vxlan_port;  /* network order */
+	__u8 vtep_mac[6];
 };
 
 #endif

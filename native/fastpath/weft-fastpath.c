@@ -17,8 +17,9 @@
  *   weft-fastpath pod-del IP
  *   weft-fastpath status | stats | unload
  *
- * Script commands: load OBJ | subnet CIDR | peer CIDR vxlan DEV MAC | peer CIDR routed DEV NEXTHOP |
- * peers-end | net-devs [DEV...] | attach DEV | pods-sync | stats | unload.
+ * Script commands: load OBJ | subnet CIDR | vxlan DEV VNI PORT LOCAL | vxlan off |
+ * peer CIDR vxlan UNDERLAY VTEP-MAC REMOTE | peer CIDR routed DEV NEXTHOP | peers-end |
+ * net-devs [DEV...] | attach DEV | pods-sync | stats | unload.
  * Output: one JSON object on stdout. Exit 1 with {"error": "..."} on failure, 3 on "unsupported".
  */
 #define _GNU_SOURCE
@@ -811,6 +812,10 @@ static void cmd_load(const char *path)
 
 		loaded.cfg.subnet = old->cfg.subnet;
 		loaded.cfg.mask = old->cfg.mask;
+		loaded.cfg.vxlan_local = old->cfg.vxlan_local;
+		loaded.cfg.vxlan_vni = old->cfg.vxlan_vni;
+		loaded.cfg.vxlan_port = old->cfg.vxlan_port;
+		memcpy(loaded.cfg.vtep_mac, old->cfg.vtep_mac, 6);
 		for (int i = 0; i < n; i++)
 			if (!bpf_map_lookup_elem(old->pods_fd, &ips[i], &pod))
 				bpf_map_update_elem(loaded.pods_fd, &ips[i], &pod, BPF_ANY);
@@ -873,6 +878,42 @@ static int mac_of_device(const char *dev, __u8 mac[6])
 	return err;
 }
 
+/*
+ * The node's VXLAN endpoint, as its VXLAN device DEV has it (VNI, UDP port, local address, the
+ * device's MAC as the VTEP MAC): what the program encapsulates with and accepts to decapsulate.
+ * `vxlan off`: no VXLAN here (host-gw), nothing is decapsulated. Before the peers: they take this
+ * node's VTEP MAC from it.
+ */
+static void cmd_vxlan(char **arg, int n)
+{
+	struct in_addr local;
+	char *e1, *e2;
+
+	need_object();
+	if (n == 1 && !strcmp(arg[0], "off")) {
+		cur->cfg.vxlan_vni = 0;
+		cur->cfg.vxlan_local = 0;
+		cur->cfg.vxlan_port = 0;
+		memset(cur->cfg.vtep_mac, 0, 6);
+		write_cfg(cur);
+		return;
+	}
+	if (n != 4)
+		die("vxlan: expected DEV VNI PORT LOCAL, or off");
+	unsigned long vni = strtoul(arg[1], &e1, 10), port = strtoul(arg[2], &e2, 10);
+
+	if (*e1 || !vni || vni > 0xffffff || *e2 || !port || port > 0xffff)
+		die("vxlan: VNI %s or port %s out of range", arg[1], arg[2]);
+	if (inet_pton(AF_INET, arg[3], &local) != 1)
+		die("vxlan: %s is not an IPv4 address", arg[3]);
+	if (mac_of_device(arg[0], cur->cfg.vtep_mac))
+		die("vxlan: no device %s in this network namespace", arg[0]);
+	cur->cfg.vxlan_vni = vni;
+	cur->cfg.vxlan_port = htons(port);
+	cur->cfg.vxlan_local = local.s_addr;
+	write_cfg(cur);
+}
+
 /* A peer that cannot be programmed: reported by name with the others, never fatal. */
 static void __attribute__((format(printf, 1, 2))) peer_error(const char *fmt, ...)
 {
@@ -889,25 +930,35 @@ static void __attribute__((format(printf, 1, 2))) peer_error(const char *fmt, ..
 	json_str(perr, line);
 }
 
-/* peer CIDR vxlan DEV MAC | peer CIDR routed DEV NEXTHOP: one desired entry (applied by peers-end). */
+/*
+ * peer CIDR vxlan UNDERLAY VTEP-MAC REMOTE | peer CIDR routed DEV NEXTHOP: one desired entry
+ * (applied by peers-end).
+ */
 static void cmd_peer(char **arg, int n)
 {
 	struct peer_entry e;
 	__u32 addr, len;
 
+	need_object();
 	memset(&e, 0, sizeof(e));
-	if (n != 4 || parse_cidr(arg[0], &addr, &len))
-		{ peer_error("peer: expected CIDR vxlan|routed DEV MAC|NEXTHOP"); return; }
+	if (n < 4 || parse_cidr(arg[0], &addr, &len))
+		{ peer_error("peer: expected CIDR vxlan|routed DEV MAC REMOTE|NEXTHOP"); return; }
 	e.k.prefixlen = len;
 	e.k.addr = addr & mask_of(len);
 	e.v.ifindex = if_nametoindex(arg[2]);
 	if (!e.v.ifindex)
 		{ peer_error("peer %s: no device %s", arg[0], arg[2]); return; }
 	if (!strcmp(arg[1], "vxlan")) {
+		struct in_addr remote;
+
 		e.v.kind = WEFT_PEER_VXLAN;
-		if (parse_mac(arg[3], e.v.dmac) || mac_of_device(arg[2], e.v.smac))
-			{ peer_error("peer %s: bad VTEP MAC %s or device %s", arg[0], arg[3], arg[2]); return; }
-	} else if (!strcmp(arg[1], "routed")) {
+		if (n != 5 || parse_mac(arg[3], e.v.dmac) || inet_pton(AF_INET, arg[4], &remote) != 1)
+			{ peer_error("peer %s: expected vxlan UNDERLAY VTEP-MAC REMOTE", arg[0]); return; }
+		if (!cur->cfg.vxlan_vni)
+			{ peer_error("peer %s: no VXLAN endpoint (a `vxlan DEV ...` line first)", arg[0]); return; }
+		e.v.remote = remote.s_addr;
+		memcpy(e.v.smac, cur->cfg.vtep_mac, 6);
+	} else if (!strcmp(arg[1], "routed") && n == 4) {
 		struct in_addr nh;
 
 		e.v.kind = WEFT_PEER_ROUTED;
@@ -1151,6 +1202,7 @@ static const char *counter_names[WEFT_COUNTERS] = {
 	[WEFT_SLOW_NAT] = "slow_nat",		[WEFT_SLOW_PROTO] = "slow_protocol",
 	[WEFT_SLOW_TTL] = "slow_ttl",		[WEFT_SLOW_MTU] = "slow_mtu",
 	[WEFT_SLOW_OTHER] = "slow_other",	[WEFT_NOT_POD] = "not_pod",
+	[WEFT_FAST_DECAP] = "fast_decap",
 };
 
 static void cmd_stats(void)
@@ -1271,6 +1323,8 @@ static void run_line(char **w, int n)
 		cmd_load(w[1]);
 	else if (!strcmp(w[0], "subnet") && n == 2)
 		cmd_subnet(w[1]);
+	else if (!strcmp(w[0], "vxlan"))
+		cmd_vxlan(w + 1, n - 1);
 	else if (!strcmp(w[0], "peer"))
 		cmd_peer(w + 1, n - 1);
 	else if (!strcmp(w[0], "peers-end") && n == 1)

@@ -85,6 +85,9 @@ export class NodeDataPath {
             mode: s.fastPath,
             underlay: s.iface.name,
             vxlanDev: this.vxlanDevice(),
+            vxlan: this.backend.usesVxlan
+              ? { vni: s.config.backend.vni, port: s.config.backend.port, local: formatIPv4(s.iface.ip) }
+              : undefined,
             resyncSeconds: s.resyncSeconds,
             registry: s.registry,
             log: s.log.child({ part: 'fastpath' }),

@@ -16,6 +16,7 @@ const LABELS: Record<string, { path: 'fast' | 'slow'; reason: string }> = {
   fast_vxlan: { path: 'fast', reason: 'vxlan_peer' },
   fast_routed: { path: 'fast', reason: 'routed_peer' },
   fast_in: { path: 'fast', reason: 'from_peer' },
+  fast_decap: { path: 'fast', reason: 'from_vxlan_peer' },
   slow_not_ipv4: { path: 'slow', reason: 'not_ipv4' },
   slow_unknown_destination: { path: 'slow', reason: 'unknown_destination' },
   slow_nat: { path: 'slow', reason: 'nat' },

@@ -4,9 +4,10 @@ import { formatIPv4, type Cidr } from '../util/ipv4.js';
 /**
  * What the fast path should know, derived from the backend's plan (pure: unit-tested without a
  * kernel). Every route the data plane programs to a peer's pod subnet becomes one map entry: over
- * the VXLAN device (the inner frame addressed to the peer's VTEP MAC, which the device's FDB sends
- * to the peer's node) or routed on the underlay (bpf_redirect_neigh to the route's next hop, direct
- * or the cloud router). The program sits on the devices pod traffic from peers arrives on.
+ * VXLAN (the program encapsulates as the VXLAN device would, the inner frame addressed to the peer's
+ * VTEP MAC, the datagram to the peer's VTEP address, out of the underlay) or routed on the underlay
+ * (bpf_redirect_neigh to the route's next hop, direct or the cloud router). The program sits on the
+ * devices pod traffic from peers arrives on: with VXLAN the underlay too, where it decapsulates.
  */
 export interface FastPathNode {
   subnet: Cidr;
@@ -14,17 +15,19 @@ export interface FastPathNode {
   underlay: string;
   /** The VXLAN device, when the backend uses one. */
   vxlanDev: string | undefined;
+  /** The VXLAN device's endpoint (what the program encapsulates with), when there is one. */
+  vxlan?: { vni: number; port: number; local: string };
 }
 
 export interface FastPathPlan {
-  /** `peer CIDR vxlan DEV MAC` / `peer CIDR routed DEV NEXTHOP`, sorted. */
+  /** `peer CIDR vxlan UNDERLAY MAC REMOTE` / `peer CIDR routed DEV NEXTHOP`, sorted. */
   peers: string[];
   /** Node devices that receive peers' pod traffic (the program goes on them). */
   netDevs: string[];
 }
 
 export function fastPathPlan(plan: Plan, node: FastPathNode): FastPathPlan {
-  const vtepMac = new Map(plan.vteps.map((v) => [v.neighIP, v.mac]));
+  const vtep = new Map(plan.vteps.map((v) => [v.neighIP, v]));
   const peers: string[] = [];
   let routed = false;
   for (const r of plan.routes) {
@@ -32,18 +35,20 @@ export function fastPathPlan(plan: Plan, node: FastPathNode): FastPathPlan {
     // its packets go to the device the normal way.
     if (r.via === undefined) continue;
     if (r.dev === node.vxlanDev) {
-      const mac = vtepMac.get(r.via);
-      if (mac) peers.push(`peer ${r.dst.toString()} vxlan ${r.dev} ${mac}`);
+      const v = vtep.get(r.via);
+      if (v && node.vxlan)
+        peers.push(`peer ${r.dst.toString()} vxlan ${node.underlay} ${v.mac} ${formatIPv4(v.remote)}`);
     } else {
       routed = true;
       peers.push(`peer ${r.dst.toString()} routed ${r.dev} ${formatIPv4(r.via)}`);
     }
   }
   // The VXLAN device (when there is one) always carries the program, even before the first peer:
-  // something must hold the object while no pod does.
+  // something must hold the object while no pod does. The underlay carries it whenever peers'
+  // packets arrive there: routed, or VXLAN datagrams the program decapsulates.
   const netDevs = [
     ...(node.vxlanDev ? [node.vxlanDev] : []),
-    ...(routed || !node.vxlanDev ? [node.underlay] : []),
+    ...(routed || !node.vxlanDev || node.vxlan ? [node.underlay] : []),
   ];
   return { peers: peers.sort(), netDevs };
 }
@@ -53,6 +58,9 @@ export function syncScript(objectFile: string, node: FastPathNode, p: FastPathPl
   return [
     `load ${objectFile}`,
     `subnet ${node.subnet.toString()}`,
+    node.vxlanDev && node.vxlan
+      ? `vxlan ${node.vxlanDev} ${node.vxlan.vni} ${node.vxlan.port} ${node.vxlan.local}`
+      : 'vxlan off',
     ...p.peers,
     'peers-end',
     `net-devs ${p.netDevs.join(' ')}`,

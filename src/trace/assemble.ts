@@ -228,7 +228,10 @@ export function assembleHops(input: AssembleInput): Hop[] {
       const layersNow = r.layers.length - 1;
       if (prev.netns === l.ns.name) nats = natBetween(prev.inner, inner, r.dir, input.nameOf);
       if (layersNow > layersBefore) event = 'encapsulated';
-      else if (layersNow < layersBefore) event = 'decapsulated';
+      // Fewer layers in the same namespace: decapsulated here (a VXLAN device's ingress). In the next
+      // namespace: decapsulated on the way, by what sent it there (the BPF fast path on the
+      // underlay), and this sighting is an ordinary arrival — in a pod, the delivery.
+      else if (layersNow < layersBefore && prev.netns === l.ns.name) event = 'decapsulated';
       else if (nats.length) event = 'NAT';
       else event = r.kind === 'ingress' ? 'received' : 'forwarded';
     }

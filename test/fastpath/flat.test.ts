@@ -47,17 +47,20 @@ test(
     const [a1, a2] = pods('n1') as [(typeof state.pods)[0], (typeof state.pods)[0]];
     const b1 = pods('n2')[0]!;
 
-    await t.test('the program sits on every pod veth and on the VXLAN device of every node', async () => {
-      for (const n of state.nodes) {
-        const st = await loaderStatus(n);
-        assert.equal(st.objects.filter((o) => !o.retired).length, 1, `${n.name}: one live object`);
-        const devices = Object.keys(st.attached).sort();
-        const want = [...pods(n.name).map((p) => p.hostVeth!), 'weft.1'].sort();
-        assert.deepEqual(devices, want, `${n.name}: attached to its pods' veths and weft.1`);
-        assert.equal(st.pods, 2);
-        assert.equal(st.peers, 2);
-      }
-    });
+    await t.test(
+      'the program sits on every pod veth, the VXLAN device and the underlay of every node',
+      async () => {
+        for (const n of state.nodes) {
+          const st = await loaderStatus(n);
+          assert.equal(st.objects.filter((o) => !o.retired).length, 1, `${n.name}: one live object`);
+          const devices = Object.keys(st.attached).sort();
+          const want = [...pods(n.name).map((p) => p.hostVeth!), 'weft.1', 'eth0'].sort();
+          assert.deepEqual(devices, want, `${n.name}: attached to its pods' veths, weft.1 and eth0`);
+          assert.equal(st.pods, 2);
+          assert.equal(st.peers, 2);
+        }
+      },
+    );
 
     await t.test('weft-cni puts a new pod on the fast path at ADD and takes it off at DEL', async () => {
       const ns = `wl-${name}-n1px`;
@@ -95,7 +98,8 @@ test(
       const before = await kernelCounters(n1);
       assert.deepEqual(await allPairsFailures(state), []);
       const after = await kernelCounters(n1);
-      for (const k of ['fast_local', 'fast_vxlan', 'fast_in'])
+      // Out: encapsulated by the program; in: decapsulated by it on the underlay.
+      for (const k of ['fast_local', 'fast_vxlan', 'fast_decap'])
         assert.ok(after[k]! - before[k]! >= 2, `${k}: ${before[k]} → ${after[k]}`);
       assert.equal(after.slow_mtu, 0);
       assert.equal(after.slow_ttl, 0);

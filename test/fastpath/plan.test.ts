@@ -13,6 +13,7 @@ const node = (vxlanDev: string | undefined) => ({
   subnet: cidr('10.244.1.0/24'),
   underlay: 'eth0',
   vxlanDev,
+  ...(vxlanDev && { vxlan: { vni: 1, port: 8472, local: '198.18.0.11' } }),
 });
 
 // What `auto` plans for one on-link peer (direct route) and one behind a router (VXLAN).
@@ -25,17 +26,22 @@ const mixed: Plan = {
   peers: [],
 };
 
-test('a VXLAN peer goes into the VXLAN device addressed to its VTEP MAC; a direct one is routed to its node', () => {
+test('a VXLAN peer is encapsulated to its VTEP MAC and address out of the underlay; a direct one is routed to its node', () => {
   const p = fastPathPlan(mixed, node('weft.1'));
   assert.deepEqual(p.peers, [
     'peer 10.244.2.0/24 routed eth0 198.18.0.12',
-    'peer 10.244.3.0/24 vxlan weft.1 02:aa:bb:cc:dd:03',
+    'peer 10.244.3.0/24 vxlan eth0 02:aa:bb:cc:dd:03 198.18.1.13',
   ]);
   assert.deepEqual(p.netDevs, ['weft.1', 'eth0'], 'both devices receive peers’ pod traffic');
+  const s = syncScript('/x/fastpath.bpf.o', node('weft.1'), p);
+  assert.equal(s[2], 'vxlan weft.1 1 8472 198.18.0.11', 'the endpoint before the peers that use it');
 });
 
-test('vxlan alone: the program sits on the VXLAN device only, even before the first peer', () => {
-  assert.deepEqual(fastPathPlan({ routes: [], vteps: [], peers: [] }, node('weft.1')).netDevs, ['weft.1']);
+test('vxlan: the program sits on the VXLAN device and the underlay (it decapsulates there), even before the first peer', () => {
+  assert.deepEqual(fastPathPlan({ routes: [], vteps: [], peers: [] }, node('weft.1')).netDevs, [
+    'weft.1',
+    'eth0',
+  ]);
 });
 
 test('host-gw: only the underlay carries the program', () => {
@@ -85,6 +91,7 @@ test('one loader script for the whole peer table: load, subnet, every peer, then
   );
   assert.equal(s[0], 'load /x/fastpath.bpf.o');
   assert.equal(s[1], 'subnet 10.244.1.0/24');
+  assert.equal(s[2], 'vxlan off', 'no VXLAN endpoint: nothing is decapsulated');
   assert.equal(s.filter((l) => l.startsWith('peer ')).length, 1000);
   assert.deepEqual(s.slice(-3), ['peers-end', 'net-devs eth0', 'pods-sync']);
 });

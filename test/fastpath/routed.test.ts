@@ -41,8 +41,15 @@ test(
         assert.deepEqual(await allPairsFailures(state), []);
         const after = await kernelCounters(n1);
         assert.ok(after.fast_routed! > before.fast_routed!, 'n1 → n3 by bpf_redirect_neigh');
-        assert.ok(after.fast_vxlan! > before.fast_vxlan!, 'n1 → n2 into the VXLAN device');
-        assert.ok(after.fast_in! > before.fast_in!, 'replies delivered by bpf_redirect_peer');
+        assert.ok(after.fast_vxlan! > before.fast_vxlan!, 'n1 → n2 encapsulated by the program');
+        assert.ok(
+          after.fast_in! > before.fast_in!,
+          'the direct peer’s replies delivered by bpf_redirect_peer',
+        );
+        assert.ok(
+          after.fast_decap! > before.fast_decap!,
+          'the far peer’s replies decapsulated, then delivered',
+        );
       },
     );
 
