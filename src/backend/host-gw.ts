@@ -1,6 +1,6 @@
 import type { Lease } from '../store/lease.js';
-import { formatIPv4, parseIPv4 } from '../util/ipv4.js';
-import { isOnLink, type Backend, type NodeContext, type Plan } from './types.js';
+import { parseIPv4 } from '../util/ipv4.js';
+import { isOnLink, ownIpRefusal, type Backend, type NodeContext, type Plan } from './types.js';
 
 /**
  * host-gw: per peer a route to its subnet via its public IP on the underlay interface. That needs the
@@ -37,13 +37,9 @@ export function planDirectPeer(ctx: NodeContext, p: Lease, plan: Plan): boolean 
     });
     return false;
   }
-  if (ip === ctx.publicIP) {
-    plan.peers.push({
-      subnet: p.subnet,
-      publicIP: p.attrs.PublicIP,
-      path: 'unreachable',
-      reason: `peer ${p.subnet.toString()} claims this node's public IP ${formatIPv4(ip)}`,
-    });
+  const own = ownIpRefusal(ctx, p, ip);
+  if (own) {
+    plan.peers.push(own);
     return false;
   }
   plan.routes.push({ dst: p.subnet, via: ip, dev: ctx.iface.name, onlink: false });

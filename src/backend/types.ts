@@ -1,6 +1,6 @@
 import type { BackendType, NetworkConfig } from '../config/network-config.js';
 import type { Lease, LeaseAttrs } from '../store/lease.js';
-import type { Cidr, IPv4 } from '../util/ipv4.js';
+import { formatIPv4, type Cidr, type IPv4 } from '../util/ipv4.js';
 
 /**
  * A backend is a policy: from this node's facts and the peer leases it derives the desired data path
@@ -108,6 +108,20 @@ export function vxlanDeviceName(vni: number): string {
 /** The peer's public IP is inside one of the interface's connected prefixes: reachable without a router. */
 export function isOnLink(ctx: NodeContext, ip: IPv4): boolean {
   return ctx.iface.prefixes.some((p) => p.contains(ip));
+}
+
+/**
+ * A peer that publishes this node's own public IP (a copied lease, a cloned machine) gets no path:
+ * the refusal to plan for it, or undefined when the address is another node's.
+ */
+export function ownIpRefusal(ctx: NodeContext, p: Lease, ip: IPv4): PeerPlan | undefined {
+  if (ip !== ctx.publicIP) return undefined;
+  return {
+    subnet: p.subnet,
+    publicIP: p.attrs.PublicIP,
+    path: 'unreachable',
+    reason: `peer ${p.subnet.toString()} claims this node's public IP ${formatIPv4(ip)}`,
+  };
 }
 
 /** The pod MTU, and the tunnel device's: the underlay's (or the config's MTU) less the encapsulation. */

@@ -1,8 +1,9 @@
 import type { Lease } from '../store/lease.js';
-import { formatIPv4, parseIPv4, type Cidr } from '../util/ipv4.js';
+import { parseIPv4, type Cidr } from '../util/ipv4.js';
 import {
   UDP_OVERHEAD_IPV4,
   UDP_TUN_DEVICE,
+  ownIpRefusal,
   type Backend,
   type NodeContext,
   type PeerPlan,
@@ -51,13 +52,7 @@ function planUdpPeer(ctx: NodeContext, p: Lease): PeerPlan {
       reason: `${who} runs backend ${type}, this node udp: run the same backend on every node`,
     };
   if (ip === undefined) return { ...base, path: 'unreachable', reason: `${who} publishes no IPv4 PublicIP` };
-  if (ip === ctx.publicIP)
-    return {
-      ...base,
-      path: 'unreachable',
-      reason: `${who} claims this node's public IP ${formatIPv4(ip)}`,
-    };
-  return { ...base, path: 'udp' };
+  return ownIpRefusal(ctx, p, ip) ?? { ...base, path: 'udp' };
 }
 
 /** The udp data path's peer table: every peer the plan reaches over udp, subnet → public IP. */

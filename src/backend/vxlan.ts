@@ -1,6 +1,13 @@
 import { vtepOf, type Lease } from '../store/lease.js';
-import { formatIPv4, parseIPv4 } from '../util/ipv4.js';
-import { VXLAN_OVERHEAD_IPV4, vxlanDeviceName, type Backend, type NodeContext, type Plan } from './types.js';
+import { parseIPv4 } from '../util/ipv4.js';
+import {
+  VXLAN_OVERHEAD_IPV4,
+  ownIpRefusal,
+  vxlanDeviceName,
+  type Backend,
+  type NodeContext,
+  type Plan,
+} from './types.js';
 
 /**
  * Flannel's VXLAN backend, wire-compatible (VNI 1, UDP 8472, VTEP MAC in BackendData): per peer a
@@ -50,13 +57,9 @@ export function planVxlanPeer(ctx: NodeContext, vni: number, p: Lease, plan: Pla
     });
     return;
   }
-  if (remote === ctx.publicIP) {
-    plan.peers.push({
-      subnet: p.subnet,
-      publicIP: p.attrs.PublicIP,
-      path: 'unreachable',
-      reason: `peer ${p.subnet.toString()} claims this node's public IP ${formatIPv4(remote)}`,
-    });
+  const own = ownIpRefusal(ctx, p, remote);
+  if (own) {
+    plan.peers.push(own);
     return;
   }
   const gw = p.subnet.ip; // the peer's VXLAN device holds <subnet>.0/32

@@ -84,12 +84,17 @@ export function withFastPath(p: PathPlan): PathPlan {
   return { ...p, id: `${p.id}+bpf`, label: `${p.label}, BPF fast path`, fastPath: 'bpf' };
 }
 
-/** The hand-built paths: its underlay, then pod to pod routed and over VXLAN. */
-export function referencePaths(ref: Reference): PathPlan[] {
-  const pod = (id: string, what: string, pods: [PodState, PodState]): PathPlan => {
-    const label = `hand-built pod → pod, ${what} (plain ip commands, no agent, no nftables)`;
-    return podPath({ id: `reference/${id}`, label, kind: 'reference', backend: null }, ref.nodes, pods);
+/**
+ * The hand-built paths: its underlay, then pod to pod routed and over VXLAN; with `flannel` (the same
+ * built again with flanneld's rules), those two as Flannel builds them.
+ */
+export function referencePaths(ref: Reference, flannel?: Reference): PathPlan[] {
+  const pod = (id: string, what: string, r: Reference, pods: [PodState, PodState]): PathPlan => {
+    const label = `hand-built pod → pod, ${what}`;
+    return podPath({ id: `reference/${id}`, label, kind: 'reference', backend: null }, r.nodes, pods);
   };
+  const plain = '(plain ip commands, no agent, no nftables)';
+  const asBuilt = "as Flannel builds it (plain ip commands and flanneld's masquerade and forward rules)";
   return [
     {
       ...nativePath(...ref.nodes),
@@ -97,8 +102,14 @@ export function referencePaths(ref: Reference): PathPlan[] {
       label: 'hand-built node → node (its own underlay, built like the lab underlay)',
       kind: 'reference',
     },
-    pod('routed', 'routed like host-gw', ref.routed),
-    pod('vxlan', 'over VXLAN', ref.vxlan),
+    pod('routed', `routed like host-gw ${plain}`, ref, ref.routed),
+    pod('vxlan', `over VXLAN ${plain}`, ref, ref.vxlan),
+    ...(flannel
+      ? [
+          pod('flannel-routed', `routed like host-gw, ${asBuilt}`, flannel, flannel.routed),
+          pod('flannel-vxlan', `over VXLAN, ${asBuilt}`, flannel, flannel.vxlan),
+        ]
+      : []),
   ];
 }
 

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { NodeState, PodState } from '../lab/lab.js';
 import { destroyNetns, ipIn, sysctlIn } from '../kernel/netns.js';
+import { nftApply } from '../kernel/nft.js';
 
 /**
  * The hand-built reference (`weft bench --reference`): the same data paths as weft's, made with plain
@@ -10,6 +11,10 @@ import { destroyNetns, ipIn, sysctlIn } from '../kernel/netns.js';
  *
  *   routed  pod veth + bridge on each node, a route to the peer's pod subnet via its node (host-gw)
  *   vxlan   the same over a VXLAN device per node (VNI 1, port 8472, static FDB and neighbour, MTU − 50)
+ *
+ * `flannel: true` builds the same again with the rules flanneld adds to every node (its nftables
+ * mode, reference/flannel.md §5: masquerade for pods leaving the network, so conntrack on every
+ * packet, and the forward chain accepting the network): Flannel as built, which weft replaces.
  *
  * Its own namespaces are named wb-<random>-*, so they never collide with a lab, and `destroy` removes
  * them (the bench calls it in a finally and on Ctrl-C).
@@ -30,7 +35,32 @@ export async function destroyReferences(): Promise<void> {
   live.clear();
 }
 
-export async function buildReference(mtu: number): Promise<Reference> {
+/** flanneld's rules for a node whose pods are in `subnets`, in its nftables mode's own words. */
+function flannelRules(network: string, subnets: string[]): string {
+  return [
+    'table ip flannel-ipv4 {',
+    '  chain postrtg {',
+    '    type nat hook postrouting priority srcnat; policy accept;',
+    '    meta mark 0x00004000 return',
+    ...subnets.flatMap((sub) => [
+      `    ip saddr ${sub} ip daddr ${network} return`,
+      `    ip saddr ${network} ip daddr ${sub} return`,
+      `    ip saddr != ${sub} ip daddr ${network} return`,
+    ]),
+    `    ip saddr ${network} ip daddr != 224.0.0.0/4 masquerade fully-random`,
+    `    ip saddr != ${network} ip daddr ${network} masquerade fully-random`,
+    '  }',
+    '  chain forward {',
+    '    type filter hook forward priority filter; policy accept;',
+    `    ip saddr ${network} accept`,
+    `    ip daddr ${network} accept`,
+    '  }',
+    '}',
+    '',
+  ].join('\n');
+}
+
+export async function buildReference(mtu: number, o: { flannel?: boolean } = {}): Promise<Reference> {
   const id = randomBytes(2).toString('hex');
   const ns = (role: string) => `wb-${id}-${role}`;
   const sw = ns('sw');
@@ -49,7 +79,7 @@ export async function buildReference(mtu: number): Promise<Reference> {
     dir: '',
   });
   const pod = (kind: 'r' | 'v', i: 1 | 2): PodState => ({
-    name: `ref-${kind === 'r' ? 'routed' : 'vxlan'}-p${i}`,
+    name: `ref-${o.flannel ? 'flannel-' : ''}${kind === 'r' ? 'routed' : 'vxlan'}-p${i}`,
     node: `ref-n${i}`,
     netns: ns(`${kind}${i}`),
     ip: `10.250.${kind === 'r' ? i : i + 2}.2`,
@@ -126,6 +156,10 @@ export async function buildReference(mtu: number): Promise<Reference> {
       const fdb = `fdb append ${macOf(2 - k)} dev vx dst ${peer.publicIP} self permanent`;
       await ipIn(n.netns, [fdb], `reference node ${n.name}`, 'bridge');
       await sysctlIn(n.netns, { 'net.ipv4.ip_forward': '1' });
+      if (o.flannel)
+        await nftApply(flannelRules('10.250.0.0/16', [`${sub(r)}.0/24`, `${sub(v)}.0/24`]), {
+          netns: n.netns,
+        });
       for (const p of [r, v])
         await ipIn(
           p.netns,

@@ -142,7 +142,7 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
   // The same-node path is measured where the pod MTU is the underlay's (no encapsulation), if any.
   const sameNodeUnder =
     backendOrder.find((x) => x.type === 'host-gw' || x.type === 'neutron') ?? backendOrder[0]!;
-  const firstPhase = o.reference ? 4 : 1; // native (+ the three hand-built paths)
+  const firstPhase = o.reference ? 6 : 1; // native (+ the five hand-built paths)
   const perPhase = (i: number, ph: Phase) =>
     (i === 0 ? firstPhase : 0) + (ph.backend === sameNodeUnder ? 1 : 0) + 1;
   const totalSteps = order.reduce((n, ph, i) => n + perPhase(i, ph), 0) * repetitions * (STREAMS.length + 1);
@@ -151,10 +151,12 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
 
   const results: Samples[] = [];
   let ref: Reference | undefined;
+  let flannelRef: Reference | undefined;
   try {
     if (o.reference) {
-      say('building the hand-built reference paths (plain ip commands, no agent)');
+      say('building the hand-built reference paths (plain ip commands, no agent; and with flanneld’s rules)');
       ref = await buildReference(s.spec.mtu);
+      flannelRef = await buildReference(s.spec.mtu, { flannel: true });
     }
     // Repetitions are rounds over every phase (snake order: A B C, C B A, A B C, … one switch fewer
     // per round), so that drift in the machine hits every path alike, across backends too.
@@ -178,6 +180,7 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
     }
   } finally {
     await ref?.destroy();
+    await flannelRef?.destroy();
     const now = await readState(s.name).catch(() => s);
     if (runningBackend(now) !== before || (now.spec.fastPath ?? 'none') !== fastPathBefore) {
       const b = benchBackend(before)!;
@@ -193,7 +196,7 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
     const node = (n: NodeState) => s.nodes.find((x) => x.name === n.name)!;
     const phase: PathPlan[] = [];
     const variant = (p: PathPlan) => (fastPath === 'bpf' ? withFastPath(p) : p);
-    if (i === 0) phase.push(nativePath(node(a), node(b)), ...(ref ? referencePaths(ref) : []));
+    if (i === 0) phase.push(nativePath(node(a), node(b)), ...(ref ? referencePaths(ref, flannelRef) : []));
     if (backend === sameNodeUnder) phase.push(variant(sameNodePath(node(a), pa1, pa2, backend.label)));
     phase.push(variant(crossNodePath(node(a), node(b), pa1, pb1, backend.id, backend.label)));
     const ready: Samples[] = [];

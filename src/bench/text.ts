@@ -33,7 +33,10 @@ export function shortLabel(p: PathResult): string {
   if (p.kind === 'native') return 'node → node (native)';
   const bpf = p.fastPath === 'bpf' ? '+bpf' : '';
   if (p.kind === 'same-node') return `pod → pod, same node${bpf && ` ${bpf}`}`;
-  if (p.kind === 'reference') return `hand-built ${p.id.split('/')[1] ?? ''}`;
+  if (p.kind === 'reference') {
+    const what = p.id.split('/')[1] ?? '';
+    return what.startsWith('flannel-') ? `Flannel as built, ${what.slice(8)}` : `hand-built ${what}`;
+  }
   return `pod → pod, ${p.backend ?? '?'}${bpf}`;
 }
 
@@ -78,6 +81,7 @@ export function formatResult(res: BenchResult): string {
     `\nGbit/s: median (min–max) of the repetitions; ratios against the native path of this run. RTT: full round trip (sockperf --full-rtt).\n` +
     `CPU/GBIT: cores of the whole machine busy per Gbit/s, 1 stream. MTU: every interface from sender to receiver.\n` +
     againstHandBuilt(res) +
+    againstFlannel(res) +
     againstVxlan(res) +
     res.paths
       .filter((p) => p.status !== 'ok')
@@ -96,6 +100,19 @@ function againstHandBuilt(res: BenchResult): string {
   ]);
   return lines.length > 0
     ? `\nweft against the same path built by hand (1.00 = weft adds nothing):\n${lines.join('')}`
+    : '';
+}
+
+/** weft's paths against the same paths as Flannel builds them (its rules: conntrack on every packet). */
+function againstFlannel(res: BenchResult): string {
+  const lines = ratioLines(res, [
+    ['cross-node/host-gw', 'reference/flannel-routed'],
+    ['cross-node/vxlan', 'reference/flannel-vxlan'],
+    ['cross-node/host-gw+bpf', 'reference/flannel-routed'],
+    ['cross-node/vxlan+bpf', 'reference/flannel-vxlan'],
+  ]);
+  return lines.length > 0
+    ? `\nweft against Flannel as built (the same paths with flanneld's masquerade and forward rules):\n${lines.join('')}`
     : '';
 }
 

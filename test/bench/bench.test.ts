@@ -45,6 +45,8 @@ test(
           'reference/native',
           'reference/routed',
           'reference/vxlan',
+          'reference/flannel-routed',
+          'reference/flannel-vxlan',
         ],
       );
       for (const p of res.paths) {
@@ -82,6 +84,8 @@ test(
       async () => {
         assert.match(r.stdout, /pod → pod, host-gw vs hand-built routed: throughput ×\d+\.\d\d/);
         assert.match(r.stdout, /pod → pod, vxlan vs hand-built vxlan: throughput ×\d+\.\d\d/);
+        assert.match(r.stdout, /pod → pod, host-gw vs Flannel as built, routed: throughput ×\d+\.\d\d/);
+        assert.match(r.stdout, /pod → pod, vxlan vs Flannel as built, vxlan: throughput ×\d+\.\d\d/);
         const ns = (await run('ip', ['netns', 'list'])).stdout;
         assert.doesNotMatch(ns, /^wb-/m);
       },

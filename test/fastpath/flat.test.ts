@@ -65,6 +65,8 @@ test(
     await t.test('weft-cni puts a new pod on the fast path at ADD and takes it off at DEL', async () => {
       const ns = `wl-${name}-n1px`;
       await run('ip', ['netns', 'add', ns]);
+      // No agent while the plugin runs: its resync (pods-sync) cannot be what fills the map.
+      await labRestartAgent(name, 'n1', { signal: 'SIGKILL', start: false });
       const cni = (command: 'ADD' | 'DEL') =>
         invokeCni({
           plugin: CNI_PLUGIN,
@@ -91,6 +93,7 @@ test(
         assert.equal((await loaderStatus(n1)).pods, 2, "DEL took the pod's entry out");
       } finally {
         await run('ip', ['netns', 'del', ns], { allowFailure: true });
+        await labRestartAgent(name, 'n1', { signal: 'SIGTERM' });
       }
     });
 
@@ -216,17 +219,24 @@ test(
     );
 
     await t.test('agent SIGKILL (and restart) under a 20 ms ping: no packet lost', async () => {
+      const program = async () => (await loaderStatus(n1)).objects.map((o) => o.program);
+      const before = await program();
       const across = pingRun(a1.netns, b1.ip, 200, 20);
       const local = pingRun(a1.netns, a2.ip, 200, 20);
       await new Promise((r) => setTimeout(r, 1000));
-      const pid = node('n1').agentPid;
-      await labRestartAgent(name, 'n1', { signal: 'SIGKILL' });
+      const pid = (await readState(name)).nodes.find((n) => n.name === 'n1')!.agentPid;
+      // With no agent at all, the pings still take the fast path (not a fallback to the stack).
+      await labRestartAgent(name, 'n1', { signal: 'SIGKILL', start: false });
       assert.equal(await cmdline(pid), undefined, 'the old agent is gone');
+      const c0 = await kernelCounters(n1);
+      await new Promise((r) => setTimeout(r, 500));
+      const c1 = await kernelCounters(n1);
+      assert.ok(c1.fast_vxlan! > c0.fast_vxlan! && c1.fast_local! > c0.fast_local!, 'fast path, no agent');
+      await labRestartAgent(name, 'n1', { signal: 'SIGTERM' });
       const [[tx1, rx1], [tx2, rx2]] = await Promise.all([across, local]);
       assert.equal(rx1, tx1, `across nodes: ${tx1 - rx1} of ${tx1} lost`);
       assert.equal(rx2, tx2, `same node: ${tx2 - rx2} of ${tx2} lost`);
-      const st = await loaderStatus(n1);
-      assert.equal(st.objects.length, 1, 'the restarted agent took the same object over');
+      assert.deepEqual(await program(), before, 'the restarted agent took the same program over');
     });
 
     await t.test('host-gw: every pod reaches every pod over the routed fast path', async () => {

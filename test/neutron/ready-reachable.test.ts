@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { readState, type LabState } from '../../src/lab/lab.js';
+import { spoofDrops } from '../../src/lab/neutron-evidence.js';
 import { NEUTRON_URL } from '../../src/lab/neutron-underlay.js';
 import { run } from '../../src/util/exec.js';
 import { etcdctl, inNs, pings, upLab } from '../helpers/lab.js';
@@ -99,7 +100,12 @@ test(
     await t.test(
       'plain host-gw on Neutron: same-subnet pods dropped, the off-subnet peer refused by name',
       async () => {
-        assert.equal(await pings(pod('n1').netns, pod('n3').ip, 2), false, 'port security drops pod sources');
+        const s = await readState(state.name);
+        const n1 = s.nodes.find((n) => n.name === 'n1')!;
+        const before = await spoofDrops(s, n1);
+        assert.equal(await pings(pod('n1').netns, pod('n3').ip, 2), false, 'pods on n3 unreachable');
+        const after = await spoofDrops(s, n1);
+        assert.ok(after >= before + 2, `dropped by n1's port security (anti-spoofing ${before} → ${after})`);
         const st = await weft(['status', '--socket', sock('n1')]);
         assert.match(
           st.stdout,

@@ -7,8 +7,8 @@ import { labSwitchBackend, readState, type NodeState } from '../../src/lab/lab.j
 import { netnsPids } from '../../src/kernel/netns.js';
 import { alive } from '../../src/util/process.js';
 import { cmdline } from '../../src/util/process.js';
-import { allPairsFailures, eventually, inNs, upLab } from '../helpers/lab.js';
-import { dataPath } from './helpers.js';
+import { allPairsFailures, eventually, inNs, tcpTransfer, upLab } from '../helpers/lab.js';
+import { dataPath, metric } from './helpers.js';
 
 /** The weft-udp processes running in a node's namespace. */
 async function helpersIn(n: NodeState): Promise<number[]> {
@@ -55,6 +55,21 @@ test(
           assert.equal(await hasTun(n), true);
         }
         assert.deepEqual(await allPairsFailures(s), []);
+        // What weft-udp itself counts, not what the agent asked of it: one packet per system call.
+        const [n1, n2] = s.nodes as [NodeState, NodeState];
+        const [a, b] = [s.pods.find((p) => p.node === n1.name)!, s.pods.find((p) => p.node === n2.name)!];
+        const batch = async (call: string) => ({
+          sum: (await metric(n1, 'weft_udp_batch_packets_sum', { call })) ?? 0,
+          count: (await metric(n1, 'weft_udp_batch_packets_count', { call })) ?? 0,
+        });
+        const before = { send: await batch('send'), tun_read: await batch('tun_read') };
+        assert.equal(await tcpTransfer(a.netns, b.netns, b.ip, 4 * 1024 * 1024), 4 * 1024 * 1024);
+        for (const call of ['send', 'tun_read'] as const) {
+          const after = await batch(call);
+          const [sum, count] = [after.sum - before[call].sum, after.count - before[call].count];
+          assert.ok(count >= 2800, `${call}: ${count} calls for 4 MiB of 1450-byte packets`);
+          assert.equal(sum, count, `${call}: ${sum} packets in ${count} calls`);
+        }
       },
     );
 
