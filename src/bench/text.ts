@@ -80,8 +80,12 @@ export function formatResult(res: BenchResult): string {
     table(rows) +
     `\nGbit/s: median (min–max) of the repetitions; ratios against the native path of this run. RTT: full round trip (sockperf --full-rtt).\n` +
     `CPU/GBIT: cores of the whole machine busy per Gbit/s, 1 stream. MTU: every interface from sender to receiver.\n` +
-    againstHandBuilt(res) +
-    againstFlannel(res) +
+    againstReference(res, '', 'weft against the same path built by hand (1.00 = weft adds nothing)') +
+    againstReference(
+      res,
+      'flannel-',
+      "weft against Flannel as built (the same paths with flanneld's masquerade and forward rules)",
+    ) +
     againstVxlan(res) +
     res.paths
       .filter((p) => p.status !== 'ok')
@@ -90,30 +94,19 @@ export function formatResult(res: BenchResult): string {
   );
 }
 
-/** weft's path divided by the hand-built one of the same kind, when --reference measured both. */
-function againstHandBuilt(res: BenchResult): string {
-  const lines = ratioLines(res, [
-    ['cross-node/host-gw', 'reference/routed'],
-    ['cross-node/vxlan', 'reference/vxlan'],
-    ['cross-node/host-gw+bpf', 'reference/routed'],
-    ['cross-node/vxlan+bpf', 'reference/vxlan'],
-  ]);
-  return lines.length > 0
-    ? `\nweft against the same path built by hand (1.00 = weft adds nothing):\n${lines.join('')}`
-    : '';
-}
-
-/** weft's paths against the same paths as Flannel builds them (its rules: conntrack on every packet). */
-function againstFlannel(res: BenchResult): string {
-  const lines = ratioLines(res, [
-    ['cross-node/host-gw', 'reference/flannel-routed'],
-    ['cross-node/vxlan', 'reference/flannel-vxlan'],
-    ['cross-node/host-gw+bpf', 'reference/flannel-routed'],
-    ['cross-node/vxlan+bpf', 'reference/flannel-vxlan'],
-  ]);
-  return lines.length > 0
-    ? `\nweft against Flannel as built (the same paths with flanneld's masquerade and forward rules):\n${lines.join('')}`
-    : '';
+/**
+ * weft's pod paths (plain and with the fast path) divided by the reference of the same kind, when
+ * --reference measured both: `prefix` "" for the bare hand-built paths, "flannel-" for Flannel as built.
+ */
+function againstReference(res: BenchResult, prefix: '' | 'flannel-', title: string): string {
+  const lines = ratioLines(
+    res,
+    ['', '+bpf'].flatMap((bpf) => [
+      [`cross-node/host-gw${bpf}`, `reference/${prefix}routed`],
+      [`cross-node/vxlan${bpf}`, `reference/${prefix}vxlan`],
+    ]) as [string, string][],
+  );
+  return lines.length > 0 ? `\n${title}:\n${lines.join('')}` : '';
 }
 
 /** The udp data paths (userspace) against the kernel's own tunnel, vxlan, measured in the same run. */
