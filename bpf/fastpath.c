@@ -44,9 +44,13 @@
 #define IP_DF 0x4000
 #define VXLAN_FLAG_VNI 0x08000000 /* the I flag: the only one Flannel's (and Linux's) VXLAN sets */
 #define BPF_F_ADJ_ROOM_ENCAP_L2(len) (((__u64)(len)&BPF_ADJ_ROOM_ENCAP_L2_MASK) << BPF_ADJ_ROOM_ENCAP_L2_SHIFT)
-/* The local port range Linux's VXLAN picks its source ports from (inet_get_local_port_range). */
+/*
+ * The source port Linux's VXLAN picks (udp_flow_src_port over the default ip_local_port_range), so
+ * that a flow keeps its port, its NIC queue and its ECMP path when some of its packets take the
+ * stack's way.
+ */
 #define VXLAN_SPORT_MIN 32768
-#define VXLAN_SPORT_MAX 61000
+#define VXLAN_SPORT_MAX 60999
 
 /* What a VXLAN datagram adds in front of the inner IP packet, after the outer Ethernet header. */
 struct vxlan_encap {
@@ -202,16 +206,32 @@ static __always_inline __u32 flow_verdict(struct __sk_buff *skb, struct iphdr *i
 
 /*
  * 1 when the packet, `grow` bytes longer (an encapsulation) or shorter (a decapsulation), fits the
- * next device (a GSO packet: each of its segments). A frame no longer than the smallest IPv4 MTU
- * (68) fits any device: pure ACKs skip the helper.
+ * next device; a GSO packet: each of the segments it will be cut into (bpf_check_mtu passes any GSO
+ * packet when it is given a length change). A frame no longer than the smallest IPv4 MTU (68) fits
+ * any device: pure ACKs skip the helper.
  */
-static __always_inline int fits(struct __sk_buff *skb, __u32 ifindex, __s32 grow)
+static __always_inline int fits(struct __sk_buff *skb, struct iphdr *ip, void *end, __u32 ifindex,
+				__s32 grow)
 {
 	__u32 mtu = 0;
 
 	if (skb->len + grow <= ETH_HLEN + IPV4_MIN_MTU)
 		return 1;
-	return bpf_check_mtu(skb, ifindex, &mtu, grow, 0) == BPF_MTU_CHK_RET_SUCCESS;
+	if (bpf_check_mtu(skb, ifindex, &mtu, grow, 0) != BPF_MTU_CHK_RET_SUCCESS)
+		return 0;
+	if (!skb->gso_size)
+		return 1;
+	__u32 l4 = sizeof(struct udphdr);
+
+	if (ip->protocol == IPPROTO_TCP) {
+		__u8 *doff = (__u8 *)(ip + 1) + 12;
+
+		if ((void *)(doff + 1) > end)
+			return 0;
+		l4 = (*doff >> 4) * 4;
+	}
+	/* `ip` is the packet that will be cut: an encapsulation adds its headers to every segment. */
+	return sizeof(*ip) + l4 + skb->gso_size + (grow > 0 ? grow : 0) <= mtu;
 }
 
 /*
@@ -227,7 +247,7 @@ static __always_inline __u32 fast_verdict(struct __sk_buff *skb, struct iphdr *i
 		return why;
 	if (routed && ip->ttl <= 1)
 		return WEFT_SLOW_TTL;
-	if (!fits(skb, ifindex, grow))
+	if (!fits(skb, ip, end, ifindex, grow))
 		return WEFT_SLOW_MTU;
 	return 0;
 }
@@ -291,15 +311,13 @@ static __always_inline int to_vxlan_peer(struct __sk_buff *skb, struct iphdr *ip
 		.daddr = peer->remote,
 	};
 	oip.check = ip_checksum(&oip);
-	__be16 sport = bpf_htons(
-		(((__u64)bpf_get_hash_recalc(skb) * (VXLAN_SPORT_MAX - VXLAN_SPORT_MIN)) >> 32) +
-		VXLAN_SPORT_MIN);
+	__u32 hash = bpf_get_hash_recalc(skb);
+
+	hash ^= hash << 16;
+	__be16 sport =
+		bpf_htons((((__u64)hash * (VXLAN_SPORT_MAX - VXLAN_SPORT_MIN)) >> 32) + VXLAN_SPORT_MIN);
 	__be16 udp_len = bpf_htons(skb->len + VXLAN_ENCAP_LEN - ETH_HLEN - sizeof(struct iphdr));
-	/*
-	 * The router's share first, while the header is at hand: a failure to make room leaves the
-	 * packet to the stack, one hop older (it only fails when memory is short).
-	 */
-	decrement_ttl(ip);
+	/* A failure (a packet the pod encapsulated itself, memory short) leaves it to the stack as it was. */
 	if (bpf_skb_adjust_room(skb, VXLAN_ENCAP_LEN, BPF_ADJ_ROOM_MAC,
 				BPF_F_ADJ_ROOM_FIXED_GSO | BPF_F_ADJ_ROOM_NO_CSUM_RESET |
 					BPF_F_ADJ_ROOM_ENCAP_L3_IPV4 | BPF_F_ADJ_ROOM_ENCAP_L4_UDP |
@@ -308,9 +326,12 @@ static __always_inline int to_vxlan_peer(struct __sk_buff *skb, struct iphdr *ip
 		return pass(skb, WEFT_SLOW_OTHER);
 	void *data = (void *)(long)skb->data;
 	struct vxlan_encap *h = data + ETH_HLEN;
+	struct iphdr *inner = (void *)(h + 1);
 
-	if ((void *)(h + 1) > (void *)(long)skb->data_end)
-		return TC_ACT_SHOT; /* cannot be: the room is made in the linear part */
+	/* Cannot fail: the room is made in the linear part, where the inner header already was. */
+	if ((void *)(inner + 1) > (void *)(long)skb->data_end)
+		return TC_ACT_SHOT;
+	decrement_ttl(inner);
 	h->ip = oip;
 	h->udp.source = sport;
 	h->udp.dest = cfg->vxlan_port;
@@ -380,7 +401,7 @@ static __always_inline int from_vxlan_peer(struct __sk_buff *skb, struct iphdr *
 	struct vxlan_encap *h = (void *)oip;
 	struct iphdr *ip = (void *)(h + 1);
 
-	if (!cfg || !cfg->vxlan_vni || (void *)(ip + 1) > end || oip->ihl != 5 ||
+	if (!cfg || !cfg->vxlan_vni || (void *)(ip + 1) > end || oip->version != 4 || oip->ihl != 5 ||
 	    oip->protocol != IPPROTO_UDP || oip->daddr != cfg->vxlan_local ||
 	    (oip->frag_off & bpf_htons(IP_MF | IP_OFFSET)) || h->udp.dest != cfg->vxlan_port ||
 	    h->vx_flags != bpf_htonl(VXLAN_FLAG_VNI) || h->vx_vni != bpf_htonl(cfg->vxlan_vni << 8))
@@ -394,14 +415,21 @@ static __always_inline int from_vxlan_peer(struct __sk_buff *skb, struct iphdr *
 
 	if (!peer || peer->kind != WEFT_PEER_VXLAN || peer->remote != oip->saddr)
 		return pass(skb, WEFT_SLOW_OTHER);
+	/*
+	 * Two kinds are the VXLAN device's to decapsulate (then this program delivers them from it): a
+	 * GSO packet of datagrams (a sender's super-packet, or GRO's), whose tunnel offload state no
+	 * helper of this kernel can clear (the pod's stack would cut it as a tunnel packet if it
+	 * forwarded it); and an outer CE mark, which must reach the inner header (RFC 6040).
+	 */
+	if (skb->gso_size || (oip->tos & 3) == 3)
+		return pass(skb, WEFT_SLOW_VXLAN_GSO);
 	__u32 why = fast_verdict(skb, ip, end, pod->ifindex, 1, -VXLAN_ENCAP_LEN);
 
 	if (why)
 		return pass(skb, why);
-	decrement_ttl(ip);
 	/*
-	 * The tunnel's headers go (gso_size kept: it is the inner packet's), and with the UDP header its
-	 * checksum level: a checksum the NIC verified for the outer datagram says nothing of the inner.
+	 * The tunnel's headers go, and with the UDP header its checksum level: a checksum the NIC
+	 * verified for the outer datagram says nothing of the inner.
 	 */
 	if (bpf_skb_adjust_room(skb, -VXLAN_ENCAP_LEN, BPF_ADJ_ROOM_MAC,
 				BPF_F_ADJ_ROOM_FIXED_GSO | BPF_F_ADJ_ROOM_NO_CSUM_RESET))
@@ -409,9 +437,12 @@ static __always_inline int from_vxlan_peer(struct __sk_buff *skb, struct iphdr *
 	bpf_csum_level(skb, BPF_CSUM_LEVEL_DEC);
 	void *data = (void *)(long)skb->data;
 	struct ethhdr *eth = data;
+	struct iphdr *inner = (void *)(eth + 1);
 
-	if ((void *)(eth + 1) > (void *)(long)skb->data_end)
-		return TC_ACT_SHOT; /* cannot be: the inner header was linear before */
+	/* Cannot fail: the inner header was in the linear part before. */
+	if ((void *)(inner + 1) > (void *)(long)skb->data_end)
+		return TC_ACT_SHOT;
+	decrement_ttl(inner);
 	__builtin_memcpy(eth->h_dest, pod->mac, 6);
 	__builtin_memcpy(eth->h_source, pod->gw_mac, 6);
 	count(skb, WEFT_FAST_DECAP);
@@ -429,6 +460,14 @@ static __always_inline int from_net(struct __sk_buff *skb, struct ethhdr *eth, s
 		return pass(skb, WEFT_NOT_POD);
 	if (!(pod = bpf_map_lookup_elem(&weft_pods, &ip->daddr)))
 		return from_vxlan_peer(skb, ip, end);
+	/*
+	 * Only a peer's pods, as its route or tunnel brings them: anything else (the external host, a
+	 * neighbour on the underlay claiming a pod address) is the stack's to judge.
+	 */
+	struct weft_peer_key key = { .prefixlen = 32, .addr = ip->saddr };
+
+	if (!bpf_map_lookup_elem(&weft_peers, &key))
+		return pass(skb, WEFT_SLOW_OTHER);
 	why = fast_verdict(skb, ip, end, pod->ifindex, 1, 0);
 	if (why)
 		return pass(skb, why);

@@ -21,9 +21,10 @@ enum weft_fp_counter {
 	WEFT_SLOW_PROTO,     /* not TCP, UDP or ICMP echo; a fragment; IP options */
 	WEFT_SLOW_TTL,       /* TTL would expire: the stack sends the ICMP error */
 	WEFT_SLOW_MTU,       /* too big for the next device: the stack fragments or signals */
-	WEFT_SLOW_OTHER,     /* source outside the node's subnet, a MAC the pod did not aim at */
+	WEFT_SLOW_OTHER,     /* source outside the node's subnet or no peer's, a MAC the pod did not aim at */
 	WEFT_NOT_POD,        /* a packet on a node device that is not for a local pod */
 	WEFT_FAST_DECAP,     /* remote pod -> pod on this node: VXLAN-decapsulated here, bpf_redirect_peer */
+	WEFT_SLOW_VXLAN_GSO, /* a GSO packet of VXLAN datagrams, or CE-marked: the VXLAN device decapsulates */
 	WEFT_COUNTERS
 };
 

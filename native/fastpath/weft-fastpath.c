@@ -820,8 +820,13 @@ static void cmd_load(const char *path)
 			if (!bpf_map_lookup_elem(old->pods_fd, &ips[i], &pod))
 				bpf_map_update_elem(loaded.pods_fd, &ips[i], &pod, BPF_ANY);
 		free(ips);
-		swap_pending = 1;
 	}
+	/*
+	 * Wherever a weft program is attached (an older object of this ABI; or one of an older ABI, which
+	 * find_objects does not see: an upgrade of weft), the new one takes its place at the end of the
+	 * run, on every device at once, the pods' veths included.
+	 */
+	swap_pending = 1;
 	write_cfg(&loaded);
 	if (old)
 		retire(old);
@@ -1202,7 +1207,7 @@ static const char *counter_names[WEFT_COUNTERS] = {
 	[WEFT_SLOW_NAT] = "slow_nat",		[WEFT_SLOW_PROTO] = "slow_protocol",
 	[WEFT_SLOW_TTL] = "slow_ttl",		[WEFT_SLOW_MTU] = "slow_mtu",
 	[WEFT_SLOW_OTHER] = "slow_other",	[WEFT_NOT_POD] = "not_pod",
-	[WEFT_FAST_DECAP] = "fast_decap",
+	[WEFT_FAST_DECAP] = "fast_decap",	[WEFT_SLOW_VXLAN_GSO] = "slow_vxlan_gso",
 };
 
 static void cmd_stats(void)

@@ -25,6 +25,7 @@ const LABELS: Record<string, { path: 'fast' | 'slow'; reason: string }> = {
   slow_mtu: { path: 'slow', reason: 'mtu' },
   slow_other: { path: 'slow', reason: 'other' },
   not_pod: { path: 'slow', reason: 'not_for_a_pod' },
+  slow_vxlan_gso: { path: 'slow', reason: 'vxlan_gso_or_ce' },
 };
 
 export function registerFastPathMetrics(

@@ -166,13 +166,18 @@ test(
     await t.test(
       'vxlan: a 10 MiB transfer to another node and one on the same node arrive intact',
       async () => {
-        const before = await kernelCounters(n1);
+        const [before, far0] = [await kernelCounters(n1), await kernelCounters(n2)];
         assert.equal(await tcpTransfer(a1.netns, b1.netns, b1.ip, 10 * MiB), 10 * MiB);
         assert.equal(await tcpTransfer(a1.netns, a2.netns, a2.ip, 10 * MiB, 5203), 10 * MiB);
-        const after = await kernelCounters(n1);
+        const [after, far1] = [await kernelCounters(n1), await kernelCounters(n2)];
         // 10 MiB is at least 160 segments of 64 KiB (GSO): most of them took the fast path.
         assert.ok(after.fast_vxlan! - before.fast_vxlan! >= 160, 'the cross-node transfer was fast-pathed');
         assert.ok(after.fast_local! - before.fast_local! >= 160, 'the same-node transfer was fast-pathed');
+        // On n2 the GSO packets of datagrams are weft.1's to decapsulate (the program cannot clear their
+        // tunnel offload state), then the program delivers them; the single datagrams it decapsulates.
+        assert.ok(far1.slow_vxlan_gso! - far0.slow_vxlan_gso! >= 100, 'GSO packets: weft.1 decapsulates');
+        assert.ok(far1.fast_in! - far0.fast_in! >= 100, 'then delivered from weft.1 by the program');
+        assert.ok(after.fast_decap! > before.fast_decap!, 'n1: the ACKs decapsulated by the program');
       },
     );
 
