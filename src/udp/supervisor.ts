@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
 import type { Registry } from 'prom-client';
 import { describeError, WeftError } from '../util/errors.js';
-import { alive } from '../util/process.js';
+import { alive, killNow, signal } from '../util/process.js';
 import type { Cidr } from '../util/ipv4.js';
 import type { Logger } from '../util/log.js';
 import { ControlConnection, controlSocketName } from './control.js';
@@ -373,17 +373,7 @@ export class UdpDataPath {
       `the udp data path (pid ${pid}) has not answered for ${SILENT_KILL_MS / 1000} s: killing it`,
     );
     this.killedFor = `stopped answering for ${SILENT_KILL_MS / 1000} s and was killed`;
-    try {
-      process.kill(pid, 'SIGKILL');
-    } catch {
-      /* already gone */
-    }
-    // A stopped (SIGSTOP) process dies only once it runs again.
-    try {
-      process.kill(pid, 'SIGCONT');
-    } catch {
-      /* gone */
-    }
+    killNow(pid);
   }
 
   private lastLogLine(): string {
@@ -404,26 +394,13 @@ export class UdpDataPath {
 async function waitGone(pids: number[], ms: number): Promise<void> {
   const deadline = Date.now() + ms;
   while (pids.some(alive) && Date.now() < deadline) await sleep(20);
-  for (const p of pids.filter(alive)) {
-    try {
-      process.kill(p, 'SIGKILL');
-    } catch {
-      /* gone */
-    }
-  }
+  for (const p of pids.filter(alive)) signal(p, 'SIGKILL');
   while (pids.some(alive) && Date.now() < deadline + 2000) await sleep(20);
 }
 
 async function killHelpers(tun: string): Promise<void> {
   const pids = findHelperPids(tun);
-  for (const p of pids) {
-    try {
-      process.kill(p, 'SIGKILL');
-      process.kill(p, 'SIGCONT');
-    } catch {
-      /* gone */
-    }
-  }
+  for (const p of pids) killNow(p);
   await waitGone(pids, 2000);
 }
 

@@ -13,15 +13,24 @@ export function alive(pid: number): boolean {
   }
 }
 
+/** Sends a signal; false when the process is gone already. */
+export function signal(pid: number, s: NodeJS.Signals): boolean {
+  try {
+    process.kill(pid, s);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** SIGKILL, then SIGCONT: a stopped (SIGSTOP, hung in a debugger) process dies only once it runs again. */
+export function killNow(pid: number): void {
+  signal(pid, 'SIGKILL');
+  signal(pid, 'SIGCONT');
+}
+
 /** Sends TERM to every pid, then KILL to those still alive after `graceMs`. */
 export async function killAll(pids: number[], graceMs = 3000): Promise<void> {
-  const signal = (p: number, s: NodeJS.Signals) => {
-    try {
-      process.kill(p, s);
-    } catch {
-      /* gone */
-    }
-  };
   for (const p of pids) signal(p, 'SIGTERM');
   const deadline = Date.now() + graceMs;
   while (pids.some(alive) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));

@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { labSwitchBackend, readState, type LabState } from '../../src/lab/lab.js';
+import { spoofDrops } from '../../src/lab/neutron-evidence.js';
 import { NEUTRON_URL } from '../../src/lab/neutron-underlay.js';
 import { run } from '../../src/util/exec.js';
 import { allPairsFailures, eventually, inNs, pings, seenSource, upLab } from '../helpers/lab.js';
@@ -13,20 +14,6 @@ const WEFT = fileURLToPath(new URL('../../src/cli/weft.js', import.meta.url));
 async function neutron<T>(path: string): Promise<T> {
   const r = await fetch(`${NEUTRON_URL}/v2.0${path}`);
   return (await r.json()) as T;
-}
-
-/** Packets dropped by Neutron's anti-spoofing chain of a port (linuxbridge agent, iptables in the hypervisor). */
-async function spoofDrops(hypervisor: string, portId: string): Promise<number> {
-  const r = await inNs(hypervisor, [
-    'iptables',
-    '-L',
-    `neutron-linuxbri-s${portId.slice(0, 10)}`,
-    '-v',
-    '-x',
-    '-n',
-  ]);
-  const drop = r.stdout.split('\n').find((l) => /\bDROP\b/.test(l));
-  return Number(drop?.trim().split(/\s+/)[0] ?? NaN);
 }
 
 const mtuOf = async (ns: string) => Number((await inNs(ns, ['cat', '/sys/class/net/eth0/mtu'])).stdout);
@@ -54,14 +41,14 @@ test(
     await t.test(
       "host-gw: pod traffic between nodes of one subnet is dropped by Neutron's anti-spoofing",
       async () => {
-        const port = state.neutron!.ports.n1!;
-        const before = await spoofDrops('nhost1', port);
+        const n1 = state.nodes.find((n) => n.name === 'n1')!;
+        const before = await spoofDrops(state, n1);
         assert.equal(
           await pings(pod('n1').netns, pod('n3').ip, 3),
           false,
           'no reply through host-gw on Neutron',
         );
-        const after = await spoofDrops('nhost1', port);
+        const after = await spoofDrops(state, n1);
         assert.ok(after >= before + 3, `n1's port dropped the pod-sourced packets (${before} -> ${after})`);
         const ports = await neutron<{ ports: { allowed_address_pairs: unknown[]; name: string }[] }>(
           '/ports?device_owner=weft:node',
