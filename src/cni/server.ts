@@ -1,7 +1,8 @@
-import { chmodSync, mkdirSync, statSync, unlinkSync } from 'node:fs';
+import { chmodSync, mkdirSync, unlinkSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
+import { netnsTag } from '../kernel/netns-tag.js';
 import type { Logger } from '../util/log.js';
 import { loadAddon } from '../util/addon.js';
 
@@ -34,11 +35,6 @@ import { loadAddon } from '../util/addon.js';
  */
 
 export const CNI_SOCKET_DIR = '/run/weft/cni';
-
-/** The calling process's network namespace as a file name: `net-<inode>` (sockets, markers). */
-export function netnsTag(): string {
-  return `net-${statSync('/proc/self/ns/net').ino}`;
-}
 
 /** The socket of the server for the calling process's network namespace. */
 export function cniSocketPath(dir = CNI_SOCKET_DIR): string {

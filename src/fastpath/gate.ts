@@ -1,6 +1,6 @@
 import { mkdirSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { netnsTag } from '../cni/server.js';
+import { netnsTag } from '../kernel/netns-tag.js';
 
 /**
  * A marker that the fast path is on in this network namespace, so that the CNI plugin starts the
