@@ -181,6 +181,30 @@ test(
       },
     );
 
+    await t.test(
+      'a plain packet from the underlay whose source is no peer’s pod is left to the stack',
+      async () => {
+        // n2 sends unencapsulated pings to a1 from an address no lease holds, straight to n1's eth0:
+        // what any neighbour on the underlay could do. The program must not hand them to the pod.
+        const stranger = '10.99.0.1';
+        const setup = [
+          ['ip', 'addr', 'add', `${stranger}/32`, 'dev', 'eth0'],
+          ['ip', 'route', 'add', `${a1.ip}/32`, 'via', n1.publicIP, 'dev', 'eth0', 'src', stranger],
+        ];
+        for (const c of setup) assert.equal((await inNs(n2.netns, c)).code, 0);
+        try {
+          const c0 = await kernelCounters(n1);
+          await inNs(n2.netns, ['ping', '-c', '5', '-i', '0.2', '-W', '1', '-I', stranger, a1.ip]);
+          const c1 = await kernelCounters(n1);
+          assert.ok(c1.slow_other! - c0.slow_other! >= 5, `slow_other ${c0.slow_other} → ${c1.slow_other}`);
+        } finally {
+          await inNs(n2.netns, ['ip', 'route', 'del', `${a1.ip}/32`]);
+          await inNs(n2.netns, ['ip', 'addr', 'del', `${stranger}/32`, 'dev', 'eth0']);
+        }
+        assert.deepEqual(await allPairsFailures(state), [], 'the peers’ pods are unaffected');
+      },
+    );
+
     await t.test('pod → the external host is masqueraded (the normal path)', async () => {
       const c0 = await kernelCounters(n1);
       assert.equal(await seenSource(a1.netns, state.external.netns, EXTERNAL_IP), n1.publicIP);
