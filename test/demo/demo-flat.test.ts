@@ -28,7 +28,9 @@ test(
     const name = uniqueName('df');
     const r = await weft(['demo', '--underlay', 'flat', '--name', name, '--out', out, '--seconds', '1']);
     t.after(() => weft(['lab', 'down', '--name', name]));
-    assert.equal(r.code, 0, r.stdout.slice(-3000) + r.stderr);
+    // On failure: every line that says what failed, then the end of the run.
+    const failures = r.stdout.split('\n').filter((l) => /failed|error/i.test(l));
+    assert.equal(r.code, 0, `${failures.join('\n')}\n…\n${r.stdout.slice(-2000)}${r.stderr}`);
     const res = JSON.parse(await readFile(join(out, 'result.json'), 'utf8')) as DemoResult;
 
     await t.test('result.json is valid weft-demo/v1; the steps say what ran', () => {
