@@ -284,13 +284,11 @@ static __always_inline __u16 ip_checksum(struct iphdr *ip)
  * software) cuts it into datagrams that each carry their own copy of these headers.
  */
 static __always_inline int to_vxlan_peer(struct __sk_buff *skb, struct iphdr *ip, void *end,
-					 struct weft_peer *peer)
+					 struct weft_peer *peer, struct weft_cfg *cfg)
 {
-	__u32 zero = 0;
-	struct weft_cfg *cfg = bpf_map_lookup_elem(&weft_cfg, &zero);
 	__u32 why;
 
-	if (!cfg || !cfg->vxlan_vni)
+	if (!cfg->vxlan_vni)
 		return pass(skb, WEFT_SLOW_OTHER);
 	why = fast_verdict(skb, ip, end, peer->ifindex, 1, VXLAN_ENCAP_LEN);
 	if (why)
@@ -348,7 +346,7 @@ static __always_inline int to_vxlan_peer(struct __sk_buff *skb, struct iphdr *ip
 
 /* A packet from a local pod, on its own veth: to another local pod, or to a peer's pod subnet. */
 static __always_inline int from_pod(struct __sk_buff *skb, struct ethhdr *eth, struct iphdr *ip,
-				    void *end)
+				    void *end, struct weft_cfg *cfg)
 {
 	struct weft_pod *pod = bpf_map_lookup_elem(&weft_pods, &ip->daddr);
 	__u32 why;
@@ -377,7 +375,7 @@ static __always_inline int from_pod(struct __sk_buff *skb, struct ethhdr *eth, s
 	if (!peer)
 		return pass(skb, WEFT_SLOW_UNKNOWN);
 	if (peer->kind == WEFT_PEER_VXLAN)
-		return to_vxlan_peer(skb, ip, end, peer);
+		return to_vxlan_peer(skb, ip, end, peer, cfg);
 	why = fast_verdict(skb, ip, end, peer->ifindex, 1, 0);
 	if (why)
 		return pass(skb, why);
@@ -394,14 +392,13 @@ static __always_inline int from_pod(struct __sk_buff *skb, struct ethhdr *eth, s
  * outer source must be the VTEP of the peer whose pod subnet holds the inner source. Anything else
  * goes on to the stack, whose rules judge it.
  */
-static __always_inline int from_vxlan_peer(struct __sk_buff *skb, struct iphdr *oip, void *end)
+static __always_inline int from_vxlan_peer(struct __sk_buff *skb, struct iphdr *oip, void *end,
+					   struct weft_cfg *cfg)
 {
-	__u32 zero = 0;
-	struct weft_cfg *cfg = bpf_map_lookup_elem(&weft_cfg, &zero);
 	struct vxlan_encap *h = (void *)oip;
 	struct iphdr *ip = (void *)(h + 1);
 
-	if (!cfg || !cfg->vxlan_vni || (void *)(ip + 1) > end || oip->version != 4 || oip->ihl != 5 ||
+	if (!cfg->vxlan_vni || (void *)(ip + 1) > end || oip->version != 4 || oip->ihl != 5 ||
 	    oip->protocol != IPPROTO_UDP || oip->daddr != cfg->vxlan_local ||
 	    (oip->frag_off & bpf_htons(IP_MF | IP_OFFSET)) || h->udp.dest != cfg->vxlan_port ||
 	    h->vx_flags != bpf_htonl(VXLAN_FLAG_VNI) || h->vx_vni != bpf_htonl(cfg->vxlan_vni << 8))
@@ -451,7 +448,7 @@ static __always_inline int from_vxlan_peer(struct __sk_buff *skb, struct iphdr *
 
 /* A packet that reached the node (over the underlay or the VXLAN device): to a local pod. */
 static __always_inline int from_net(struct __sk_buff *skb, struct ethhdr *eth, struct iphdr *ip,
-				    void *end)
+				    void *end, struct weft_cfg *cfg)
 {
 	struct weft_pod *pod;
 	__u32 why;
@@ -459,7 +456,7 @@ static __always_inline int from_net(struct __sk_buff *skb, struct ethhdr *eth, s
 	if (skb->pkt_type != PACKET_HOST)
 		return pass(skb, WEFT_NOT_POD);
 	if (!(pod = bpf_map_lookup_elem(&weft_pods, &ip->daddr)))
-		return from_vxlan_peer(skb, ip, end);
+		return from_vxlan_peer(skb, ip, end, cfg);
 	/*
 	 * Only a peer's pods, as its route or tunnel brings them: anything else (the external host, a
 	 * neighbour on the underlay claiming a pod address) is the stack's to judge.
@@ -501,6 +498,6 @@ int weft_fastpath(struct __sk_buff *skb)
 	struct weft_pod *src = bpf_map_lookup_elem(&weft_pods, &ip->saddr);
 
 	if (src && src->ifindex == skb->ifindex)
-		return from_pod(skb, eth, ip, end);
-	return from_net(skb, eth, ip, end);
+		return from_pod(skb, eth, ip, end, cfg);
+	return from_net(skb, eth, ip, end, cfg);
 }

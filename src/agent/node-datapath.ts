@@ -78,15 +78,20 @@ export class NodeDataPath {
             registry: s.registry,
           })
         : undefined;
+    const vxlanDev = this.vxlanDevice();
     this.fastPath =
       s.fastPath === 'none'
         ? undefined
         : new FastPathDataPath({
             mode: s.fastPath,
             underlay: s.iface.name,
-            vxlanDev: this.vxlanDevice(),
-            vxlan: this.backend.usesVxlan
-              ? { vni: s.config.backend.vni, port: s.config.backend.port, local: formatIPv4(s.iface.ip) }
+            vxlan: vxlanDev
+              ? {
+                  dev: vxlanDev,
+                  vni: s.config.backend.vni,
+                  port: s.config.backend.port,
+                  local: formatIPv4(s.iface.ip),
+                }
               : undefined,
             resyncSeconds: s.resyncSeconds,
             registry: s.registry,

@@ -170,23 +170,11 @@ function sockperfFigure(text: string, re: RegExp): number | undefined {
 /**
  * sockperf ping-pong over TCP with --full-rtt: every figure is a whole round trip in microseconds
  * (sockperf's default would be half of it). sockperf drops its own 400 ms warm-up. A run that got no
- * answer at all is run once more: one lost first segment costs TCP its 1 s initial retransmission
- * timeout, as long as a short run (seen on a userspace data path right after a 4-stream flood).
+ * answer at all (one lost first segment costs TCP its 1 s initial retransmission timeout, as long as
+ * a short run: seen on a userspace data path right after a 4-stream flood) fails here; the bench
+ * runs a failed measurement once more.
  */
 export async function sockperfPingPong(
-  from: Endpoint,
-  to: Endpoint,
-  o: { seconds: number; port: number },
-): Promise<LatencySample> {
-  try {
-    return await sockperfOnce(from, to, o);
-  } catch (e) {
-    if (!(e instanceof MeasurementError) || !/No messages were received/.test(e.message)) throw e;
-    return sockperfOnce(from, to, o);
-  }
-}
-
-async function sockperfOnce(
   from: Endpoint,
   to: Endpoint,
   o: { seconds: number; port: number },

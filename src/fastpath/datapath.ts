@@ -27,9 +27,8 @@ export interface FastPathStatus {
 
 export interface FastPathSetup {
   mode: Exclude<FastPathMode, 'none'>;
-  /** The underlay interface and the backend's VXLAN device, if it has one, with its endpoint. */
+  /** The underlay interface and the backend's VXLAN device with its endpoint, if it has one. */
   underlay: string;
-  vxlanDev: string | undefined;
   vxlan: FastPathNode['vxlan'];
   /** Period of the agent's kernel resync: the maps are rewritten at least this often (drift repair). */
   resyncSeconds: number;
@@ -61,7 +60,7 @@ export class FastPathDataPath {
   /** For the lease (again): the object loaded or reused, on the node device, the local pods in it. */
   async start(subnet: Cidr): Promise<void> {
     const s = this.s;
-    this.node = { subnet, underlay: s.underlay, vxlanDev: s.vxlanDev, vxlan: s.vxlan };
+    this.node = { subnet, underlay: s.underlay, ...(s.vxlan && { vxlan: s.vxlan }) };
     this.lastScript = undefined;
     const missing = fastPathMissing();
     if (missing) return this.off(missing);
@@ -71,7 +70,7 @@ export class FastPathDataPath {
       const a = await runFastPathScript([
         `load ${FASTPATH_OBJECT}`,
         `subnet ${subnet.toString()}`,
-        `attach ${s.vxlanDev ?? s.underlay}`,
+        `attach ${s.vxlan?.dev ?? s.underlay}`,
         'pods-sync',
       ]);
       setFastPathGate(true);

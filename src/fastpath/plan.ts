@@ -13,10 +13,8 @@ export interface FastPathNode {
   subnet: Cidr;
   /** The underlay interface. */
   underlay: string;
-  /** The VXLAN device, when the backend uses one. */
-  vxlanDev: string | undefined;
-  /** The VXLAN device's endpoint (what the program encapsulates with), when there is one. */
-  vxlan?: { vni: number; port: number; local: string };
+  /** The backend's VXLAN device and its endpoint (what the program encapsulates with), if it has one. */
+  vxlan?: { dev: string; vni: number; port: number; local: string };
 }
 
 export interface FastPathPlan {
@@ -29,27 +27,21 @@ export interface FastPathPlan {
 export function fastPathPlan(plan: Plan, node: FastPathNode): FastPathPlan {
   const vtep = new Map(plan.vteps.map((v) => [v.neighIP, v]));
   const peers: string[] = [];
-  let routed = false;
   for (const r of plan.routes) {
     // A device route (udp: the cluster network into the TUN device) has no next hop to redirect to:
     // its packets go to the device the normal way.
     if (r.via === undefined) continue;
-    if (r.dev === node.vxlanDev) {
+    if (r.dev === node.vxlan?.dev) {
       const v = vtep.get(r.via);
-      if (v && node.vxlan)
-        peers.push(`peer ${r.dst.toString()} vxlan ${node.underlay} ${v.mac} ${formatIPv4(v.remote)}`);
+      if (v) peers.push(`peer ${r.dst.toString()} vxlan ${node.underlay} ${v.mac} ${formatIPv4(v.remote)}`);
     } else {
-      routed = true;
       peers.push(`peer ${r.dst.toString()} routed ${r.dev} ${formatIPv4(r.via)}`);
     }
   }
   // The VXLAN device (when there is one) always carries the program, even before the first peer:
-  // something must hold the object while no pod does. The underlay carries it whenever peers'
-  // packets arrive there: routed, or VXLAN datagrams the program decapsulates.
-  const netDevs = [
-    ...(node.vxlanDev ? [node.vxlanDev] : []),
-    ...(routed || !node.vxlanDev || node.vxlan ? [node.underlay] : []),
-  ];
+  // something must hold the object while no pod does. So does the underlay: peers' packets arrive
+  // there routed, or as VXLAN datagrams the program decapsulates.
+  const netDevs = [...(node.vxlan ? [node.vxlan.dev] : []), node.underlay];
   return { peers: peers.sort(), netDevs };
 }
 
@@ -58,8 +50,8 @@ export function syncScript(objectFile: string, node: FastPathNode, p: FastPathPl
   return [
     `load ${objectFile}`,
     `subnet ${node.subnet.toString()}`,
-    node.vxlanDev && node.vxlan
-      ? `vxlan ${node.vxlanDev} ${node.vxlan.vni} ${node.vxlan.port} ${node.vxlan.local}`
+    node.vxlan
+      ? `vxlan ${node.vxlan.dev} ${node.vxlan.vni} ${node.vxlan.port} ${node.vxlan.local}`
       : 'vxlan off',
     ...p.peers,
     'peers-end',

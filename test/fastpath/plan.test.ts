@@ -12,8 +12,7 @@ const ip = (s: string) => parseIPv4(s)!;
 const node = (vxlanDev: string | undefined) => ({
   subnet: cidr('10.244.1.0/24'),
   underlay: 'eth0',
-  vxlanDev,
-  ...(vxlanDev && { vxlan: { vni: 1, port: 8472, local: '198.18.0.11' } }),
+  ...(vxlanDev && { vxlan: { dev: vxlanDev, vni: 1, port: 8472, local: '198.18.0.11' } }),
 });
 
 // What `auto` plans for one on-link peer (direct route) and one behind a router (VXLAN).
